@@ -1,0 +1,1 @@
+"""The provider layer: typed events out of the official SDKs, read lean."""

@@ -1,0 +1,88 @@
+"""Conversation and message services (sync; the turn pipeline calls them from async)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from chat import errors
+from chat.models import Conversation, Message
+
+TITLE_CHARS = 60
+
+
+def conversation_get_for_user(*, user_id: int, conversation_id: uuid.UUID | str) -> Conversation:
+    """The user's conversation, or NotFound (never another user's)."""
+    try:
+        return Conversation.objects.get(pk=conversation_id, user_id=user_id)
+    except (Conversation.DoesNotExist, ValidationError, ValueError):
+        raise errors.NotFound("That conversation does not exist.") from None
+
+
+def title_from_text(text: str) -> str:
+    """A title from the first line of the first message, without a provider call."""
+    line = " ".join(text.strip().split())
+    if len(line) <= TITLE_CHARS:
+        return line
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
+    return cut + "…"
+
+
+@transaction.atomic
+def turn_messages_create(
+    *, conversation: Conversation, text: str, model: str
+) -> tuple[Message, Message]:
+    """Store the user's message and the assistant's placeholder in one transaction."""
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=text
+    )
+    assistant_message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+    )
+    fields = ["model", "updated_at"]
+    conversation.model = model
+    if not conversation.title:
+        conversation.title = title_from_text(text)
+        fields.append("title")
+    conversation.save(update_fields=fields)
+    return user_message, assistant_message
+
+
+def history_for_prompt(*, conversation: Conversation, before_id: int) -> list[tuple[str, str]]:
+    """(role, text) of the conversation before a message, for the provider request."""
+    rows = (
+        Message.objects.filter(conversation=conversation, id__lt=before_id)
+        .exclude(content="")
+        .order_by("created_at", "id")
+        .values_list("role", "content")
+    )
+    return list(rows)
+
+
+def message_save_partial(*, message_id: int, content: str) -> None:
+    """Write the text so far of a streaming answer."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(content=content)
+
+
+def message_finish(*, message_id: int, status: str, content: str, **fields: Any) -> None:
+    """Record how an answer ended: its text, status, usage and timings."""
+    Message.objects.filter(pk=message_id).update(
+        status=status, content=content, finished_at=timezone.now(), **fields
+    )
+
+
+def conversation_start(*, user_id: int) -> Conversation:
+    """A conversation to type into: the user's newest empty one, or a new one."""
+    empty = (
+        Conversation.objects.filter(user_id=user_id, messages__isnull=True)
+        .order_by("-created_at")
+        .first()
+    )
+    return empty or Conversation.objects.create(user_id=user_id)

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("c/new/", views.conversation_new, name="conversation_new"),
+    path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+]

@@ -1,0 +1,73 @@
+// Chat page behaviour: keyboard, size checks before sending, composer reset, scrolling.
+// No inline script (the Content-Security-Policy forbids it); htmx does the rest.
+(function () {
+  "use strict";
+
+  function composer() { return document.getElementById("composer"); }
+  function input() { return document.getElementById("composer-input"); }
+  function messages() { return document.getElementById("messages"); }
+
+  function showNotice(text) {
+    var notice = document.getElementById("notice");
+    if (!notice) return;
+    notice.className = "notice error";
+    notice.setAttribute("role", "alert");
+    notice.textContent = text;
+  }
+
+  // Auto-scroll only while the reader is at the bottom; reading further up stops it.
+  var stickToBottom = true;
+  document.addEventListener("scroll", function () {
+    var el = document.scrollingElement;
+    stickToBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+  }, { passive: true });
+
+  function scrollIfSticky() {
+    if (stickToBottom) {
+      var el = document.scrollingElement;
+      el.scrollTop = el.scrollHeight;
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.target !== input()) return;
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      var send = document.getElementById("send-button");
+      if (send && !send.disabled) composer().requestSubmit();
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-stop]")) {
+      document.getElementById("stop-form").requestSubmit();
+    }
+  });
+
+  // Refuse empty or oversized input in the page, before anything is sent.
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    if (event.target !== composer()) return;
+    var text = (event.detail.parameters.message || "").trim();
+    var limit = parseInt(composer().dataset.maxChars, 10);
+    if (!text) {
+      event.preventDefault();
+      showNotice("Type a message before sending.");
+    } else if (text.length > limit) {
+      event.preventDefault();
+      showNotice("That message is " + text.length.toLocaleString() +
+        " characters; the limit is " + limit.toLocaleString() + ".");
+    }
+  });
+
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.id === "composer-reset" && target.dataset.reset) {
+      input().value = "";
+      var hint = document.getElementById("empty-hint");
+      if (hint) hint.remove();
+    }
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", scrollIfSticky);
+  document.addEventListener("DOMContentLoaded", function () { stickToBottom = true; scrollIfSticky(); });
+})();

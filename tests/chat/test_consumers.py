@@ -1,0 +1,152 @@
+"""The browser door end to end: the ASGI application, a signed-in session, the real SDK
+against the running sandbox, and htmx fragments coming back over the websocket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from chat.models import Conversation, Message
+from chatsite.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def communicator(path: str, cookie: bytes | None) -> WebsocketCommunicator:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def receive_until(ws: WebsocketCommunicator, marker: str, limit: int = 500) -> list[str]:
+    frames = []
+    for _ in range(limit):
+        frame = await ws.receive_from(timeout=10)
+        frames.append(frame)
+        if marker in frame:
+            return frames
+    raise AssertionError(f"{marker!r} never arrived in {len(frames)} frames")
+
+
+def send(text: str, model: str = "claude-sonnet-4-6", **extra: str) -> str:
+    return json.dumps({"action": "send", "message": text, "model": model, "HEADERS": {}, **extra})
+
+
+async def test_signed_in_user_sees_the_answer_stream_token_by_token(
+    providers, user, session_cookie, settings
+):
+    settings.CHAT_FRAME_INTERVAL = 0  # one frame per token, to count them
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
+    connected, _ = await ws.connect()
+    assert connected
+    try:
+        await ws.send_to(text_data=send("Explain **markdown** <b>please</b>"))
+        frames = await receive_until(ws, "assistant status-done")
+    finally:
+        await ws.disconnect()
+
+    started, *deltas, done = frames
+    assert 'hx-swap-oob="beforeend:#messages"' in started
+    # The user's own text is escaped, never markup.
+    assert "Explain **markdown** &lt;b&gt;please&lt;/b&gt;" in started
+    assert len(deltas) > 10
+    assert all('hx-swap-oob="beforeend:#msg-' in frame for frame in deltas)
+    assert "<strong>" in done  # the finished answer is rendered as markdown
+    assert "&lt;b&gt;please&lt;/b&gt;" in done  # and the echoed HTML stays inert
+    answer = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert answer.status == Message.Status.DONE
+    assert answer.content.startswith('You asked: "Explain **markdown** <b>please</b>"')
+
+
+async def test_deltas_are_coalesced_into_fewer_frames(providers, user, session_cookie, settings):
+    settings.CHAT_FRAME_INTERVAL = 0.05
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
+    await ws.connect()
+    try:
+        await ws.send_to(text_data=send("sandbox-reply:200 go"))
+        frames = await receive_until(ws, "assistant status-done")
+    finally:
+        await ws.disconnect()
+    delta_frames = [f for f in frames if "beforeend:#msg-" in f]
+    assert 1 <= len(delta_frames) < 100  # 200 tokens at 4000/s in far fewer frames
+
+
+async def test_anonymous_socket_is_refused(providers, user):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = communicator(f"/ws/chat/{conversation.id}/", None)
+    connected, code = await ws.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_another_users_conversation_is_refused(providers, other_user, session_cookie):
+    theirs = await Conversation.objects.acreate(user=other_user)
+    ws = communicator(f"/ws/chat/{theirs.id}/", session_cookie)
+    connected, code = await ws.connect()
+    assert not connected
+    assert code == 4404
+    ws = communicator("/ws/chat/not-a-uuid/", session_cookie)
+    connected, code = await ws.connect()
+    assert (connected, code) == (False, 4404)
+
+
+@pytest.mark.parametrize(
+    ("frame", "notice"),
+    [
+        ("{not json", "unreadable"),
+        ("[1, 2]", "unexpected"),
+        (json.dumps({"action": "dance"}), "Unknown action"),
+        (json.dumps({"action": "send", "message": ["x"]}), "must be text"),
+        (json.dumps({"action": "send", "message": "   "}), "Type a message"),
+        (json.dumps({"action": "send", "message": "y" * 40_000}), "the limit is 32,000"),
+        ("z" * 300_000, "too large"),
+    ],
+)
+async def test_bad_frames_get_a_notice_and_store_nothing(
+    providers, user, session_cookie, frame, notice
+):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
+    await ws.connect()
+    try:
+        await ws.send_to(text_data=frame)
+        reply = await ws.receive_from(timeout=5)
+    finally:
+        await ws.disconnect()
+    assert 'id="notice"' in reply
+    assert notice in reply
+    assert await Message.objects.filter(conversation=conversation).acount() == 0
+
+
+async def test_stop_keeps_the_partial_answer(providers, user, session_cookie):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
+    await ws.connect()
+    try:
+        await ws.send_to(text_data=send("sandbox-fault:slow"))
+        await receive_until(ws, "beforeend:#msg-")  # the first token is on screen
+        await ws.send_to(text_data=json.dumps({"action": "stop"}))
+        frames = await receive_until(ws, "assistant status-stopped")
+    finally:
+        await ws.disconnect()
+    assert "stopped" in frames[-1]
+    answer = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert answer.status == Message.Status.STOPPED
+    assert answer.content
+
+
+async def test_provider_failure_is_shown_in_the_page(providers, user, session_cookie):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
+    await ws.connect()
+    try:
+        await ws.send_to(text_data=send("sandbox-fault:529"))
+        frames = await receive_until(ws, "assistant status-failed")
+    finally:
+        await ws.disconnect()
+    assert "Claude is overloaded" in frames[-1]
