@@ -69,7 +69,7 @@ class EmbeddedRedis:
             "--logfile", str(self.directory / "redis.log"),
             "--maxclients", "2000",
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

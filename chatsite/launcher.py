@@ -53,6 +53,8 @@ def main() -> None:
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell that starts us in the background ignores SIGINT.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
         if not env.get("REDIS_URL", "").strip():
@@ -70,7 +72,9 @@ def main() -> None:
         if needs_sandbox:
             sandbox_port = _free_port()
             sandbox = subprocess.Popen(
-                [sys.executable, "-m", "sandbox", "--port", str(sandbox_port)], cwd=BASE_DIR
+                [sys.executable, "-m", "sandbox", "--port", str(sandbox_port)],
+                cwd=BASE_DIR,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
             )
             children.append(sandbox)
             _wait_for_port(sandbox_port, sandbox)
@@ -91,6 +95,7 @@ def main() -> None:
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
              "chatsite.asgi:application"],
             cwd=BASE_DIR,
+            start_new_session=True,
         )  # fmt: skip
         children.append(daphne)
         _wait_for_port(port, daphne)

@@ -59,15 +59,20 @@
     }
   });
 
-  document.addEventListener("htmx:oobAfterSwap", function (event) {
-    var target = event.detail.target;
-    if (target && target.id === "composer-reset" && target.dataset.reset) {
+  // A started turn swaps in #composer-reset with the new message's id: the text was
+  // accepted and stored, so the composer can be cleared (a refusal keeps the text).
+  var lastReset = "";
+  function resetComposerIfAccepted() {
+    var marker = document.getElementById("composer-reset");
+    if (marker && marker.dataset.reset && marker.dataset.reset !== lastReset) {
+      lastReset = marker.dataset.reset;
       input().value = "";
-      var hint = document.getElementById("empty-hint");
-      if (hint) hint.remove();
     }
-  });
+  }
 
-  document.addEventListener("htmx:wsAfterMessage", scrollIfSticky);
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    resetComposerIfAccepted();
+    scrollIfSticky();
+  });
   document.addEventListener("DOMContentLoaded", function () { stickToBottom = true; scrollIfSticky(); });
 })();
