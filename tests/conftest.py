@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -56,3 +58,59 @@ def session_cookie(user) -> bytes:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Keep the SQLite test database in a file, so a live Daphne process can share it."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        path = settings.VAR_DIR / f"test-db-{os.getpid()}.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(path)
+
+
+def live_env(sandbox) -> dict[str, str]:
+    """The environment of a live Daphne: the test database, Redis and the sandbox."""
+    from django.conf import settings
+
+    from tests.live import test_database_url
+
+    return {
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DEBUG": "false",
+        "SECURE_COOKIES": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "ANTHROPIC_BASE_URL": sandbox.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": sandbox.base_url + "/v1",
+        "LLM_SANDBOX_URL": sandbox.base_url,
+    }
+
+
+@pytest.fixture(scope="session")
+def live_server_process(django_db_setup, django_db_blocker, slow_sandbox):
+    """A real Daphne process on a free port serving the app against the test database."""
+    from tests.live import LiveServer
+
+    with django_db_blocker.unblock():
+        server = LiveServer(env=live_env(slow_sandbox)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def daphne_server(transactional_db, live_server_process):
+    """The live server, with committed test data visible to it (flushed after each test)."""
+    return live_server_process
+
+
+@pytest.fixture(scope="session")
+def slow_sandbox():
+    """A sandbox paced like a real model, so a browser sees the answer grow."""
+    with SandboxServer(tokens_per_second=60.0, ttft_ms=50) as server:
+        yield server
