@@ -85,7 +85,10 @@ def list_models(request: Request) -> Response:
         return error_response(401, "authentication_error", "invalid x-api-key")
     ids = [m.id for m in ANTHROPIC_MODELS]
     query = request.query_params
-    limit = max(1, min(1000, int(query.get("limit", "20") or 20)))
+    raw_limit = query.get("limit", "20")
+    if not raw_limit.isdigit():
+        return error_response(400, "invalid_request_error", "limit: Input should be an integer")
+    limit = max(1, min(1000, int(raw_limit)))
     lo, hi = 0, len(ids)
     if query.get("after_id") in ids:
         lo = ids.index(query["after_id"]) + 1

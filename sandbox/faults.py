@@ -2,7 +2,8 @@
 
 KIND is one of:
 - `429`, `529`, `500`, `503`, optionally `xN` (`529x2`): answer with that status; with `xN`
-  only the first N attempts of the same request fail (same API key, same body), then it succeeds;
+  only the first N attempts of the same request fail (same API key, fault and body), then one
+  succeeds and the count starts again;
 - `hang`: accept the request and send nothing until the client gives up;
 - `error@N`: an error event in the stream after N tokens (a 500 for a non-stream request);
 - `drop@N`: the connection closes abruptly after N tokens, with no terminating events;
@@ -82,8 +83,12 @@ class AttemptCounter:
         with self._lock:
             self._forget_before(now - ATTEMPT_MEMORY_SECONDS)
             attempts, _ = self._seen.get(key, (0, now))
+            if attempts >= fault.times:
+                # Recovered: the next identical request starts a fresh cycle of failures.
+                del self._seen[key]
+                return False
             self._seen[key] = (attempts + 1, now)
-        return attempts < fault.times
+        return True
 
     def _forget_before(self, cutoff: float) -> None:
         for key in [k for k, (_, at) in self._seen.items() if at < cutoff]:
