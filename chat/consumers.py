@@ -1,20 +1,21 @@
-"""The browser door: a websocket per open conversation page, speaking htmx fragments."""
+"""The browser door: a websocket per open conversation page, speaking htmx fragments.
+
+The socket starts and stops generations and shows them; it does not own them. Every tab
+on a conversation (in any process) follows the generation's Redis Stream, and a socket
+that (re)connects first makes the page whole again from the database and the stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from chat import errors, fragments
 from chat.frames import parse_browser_frame
-from chat.services import conversations
-from chat.services.turns import Delta, Failed, Finished, Started, run_turn
-from chat.streaming import DeltaCoalescer
+from chat.services import conversations, generations
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,11 @@ CLOSE_NOT_FOUND = 4404
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    """Runs turns for one conversation and streams their events as HTML swaps."""
+    """Starts, stops and shows the generations of one conversation."""
 
-    generation: asyncio.Task[None] | None = None
     open = False
+    follower: asyncio.Task[None] | None = None
+    following: int | None = None
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -41,73 +43,75 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except errors.NotFound:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.group = generations.conversation_group(self.conversation.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
         self.open = True
         await self.accept()
+        await self.resync()
 
     async def disconnect(self, code: int) -> None:
-        # The generation belongs to the conversation, not the socket: it runs on and
-        # stores its answer; only the Stop button cancels it.
+        # Closing the tab does not stop the generation: only the Stop button does.
         self.open = False
+        if self.follower is not None:
+            self.follower.cancel()
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             frame = parse_browser_frame(text_data, bytes_data)
+            active = await generations.active_generation(self.conversation.id)
+            if frame.action == "stop":
+                if active is not None:
+                    await generations.generation_stop(message_id=active)
+                return
+            if active is not None:
+                raise errors.InvalidInput("Wait for the answer to finish, or stop it.", code="busy")
+            await generations.generation_start(
+                user_id=self.scope["user"].id,
+                conversation_id=self.conversation.id,
+                text=frame.message,
+                model=frame.model or None,
+            )
         except errors.ChatError as exc:
             await self.send_html(fragments.notice(exc.message))
-            return
-        if frame.action == "stop":
-            if self.generation is not None and not self.generation.done():
-                self.generation.cancel()
-            return
-        if self.generation is not None and not self.generation.done():
-            await self.send_html(fragments.notice("Wait for the answer to finish, or stop it."))
-            return
-        self.generation = asyncio.create_task(self.generate(frame.message, frame.model))
 
-    async def generate(self, text: str, model: str) -> None:
-        """Drive one turn, translating its events into fragments."""
-        coalescer: DeltaCoalescer | None = None
-        started: Started | None = None
-        shown: list[str] = []
+    async def generation_started(self, event: dict[str, int]) -> None:
+        """Group notice: a generation began in this conversation (from any tab or process)."""
+        self.follow(event["message_id"], after="0-0")
+
+    async def resync(self) -> None:
+        """Make the page whole: every stored message, the live answer so far, then follow it."""
+        live_id = await generations.active_generation(self.conversation.id)
+        snapshot = await generations.generation_snapshot(live_id) if live_id else None
+        live = snapshot is not None and snapshot.ended is None
+        html = await database_sync_to_async(fragments.conversation_resync)(
+            self.conversation,
+            live_id=live_id if live else None,
+            live_text=snapshot.text if snapshot else "",
+        )
+        await self.send_html(html)
+        if live:
+            self.follow(snapshot.message_id, after=snapshot.last_id)  # type: ignore[union-attr]
+
+    def follow(self, message_id: int, *, after: str) -> None:
+        """Show a generation's frames from `after` on (once per generation)."""
+        if self.following == message_id and self.follower and not self.follower.done():
+            return
+        if self.follower is not None:
+            self.follower.cancel()
+        self.following = message_id
+        self.follower = asyncio.create_task(self._show(message_id, after))
+
+    async def _show(self, message_id: int, after: str) -> None:
         try:
-            async with contextlib.aclosing(
-                run_turn(
-                    user_id=self.scope["user"].id,
-                    conversation_id=self.conversation.id,
-                    text=text,
-                    model=model or None,
-                )
-            ) as events:
-                async for event in events:
-                    if isinstance(event, Delta):
-                        shown.append(event.text)
-                        await coalescer.add(event.text)  # type: ignore[union-attr]
-                    elif isinstance(event, Started):
-                        started = event
-                        coalescer = self._coalescer(event.assistant_message_id)
-                        await self.send_html(fragments.turn_started(event))
-                    elif isinstance(event, Finished | Failed):
-                        coalescer.cancel()  # type: ignore[union-attr]
-                        await self.send_html(fragments.turn_ended(event, model=started.model))  # type: ignore[union-attr]
-        except errors.ChatError as exc:
-            await self.send_html(fragments.notice(exc.message))
-        except asyncio.CancelledError:
-            if coalescer is not None:
-                coalescer.cancel()
-            if started is not None:
-                stopped = fragments.turn_stopped(
-                    started.assistant_message_id, "".join(shown), model=started.model
-                )
-                await self.send_html(stopped)
+            async for frame in generations.generation_follow(message_id, after=after):
+                if frame["type"] == "delta":
+                    await self.send_html(fragments.delta(message_id, frame["text"]))
+                else:
+                    await self.send_html(fragments.for_frame(frame))
         except Exception:
-            logger.exception("turn failed unexpectedly")
-            await self.send_html(fragments.notice("Something went wrong on our side."))
-
-    def _coalescer(self, message_id: int) -> DeltaCoalescer:
-        async def flush(text: str) -> None:
-            await self.send_html(fragments.delta(message_id, text))
-
-        return DeltaCoalescer(flush, settings.CHAT_FRAME_INTERVAL)
+            logger.exception("showing generation %s failed", message_id)
 
     async def send_html(self, html: str) -> None:
         """Send a fragment if the page is still connected."""

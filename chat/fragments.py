@@ -1,6 +1,7 @@
 """HTML fragments for the browser door: each one an hx-swap-oob swap for htmx's ws extension.
 
-They are rendered from the pipeline's events, without reading the database back.
+They are rendered from generation frames (plain dicts read from the Redis Stream), so a
+reader in any process can render them without reading the database back.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from chat.models import Message
-from chat.services.turns import Failed, Finished, Started
+from chat.models import Conversation, Message
+
+TEMPLATE = "chat/conversation.html"
 
 
 def delta(message_id: int, text: str) -> str:
@@ -19,59 +21,71 @@ def delta(message_id: int, text: str) -> str:
     return f'<div hx-swap-oob="beforeend:#msg-{message_id}-text">{escape(text)}</div>'
 
 
-def turn_started(event: Started) -> str:
+def turn_started(frame: dict[str, Any]) -> str:
     """The user's message and the answer's placeholder, appended to the list."""
-    user = {"id": event.user_message_id, "role": "user", "content": event.user_text}
+    user = {"id": frame["user_message_id"], "role": "user", "content": frame["user_text"]}
     answer = {
-        "id": event.assistant_message_id,
+        "id": frame["assistant_message_id"],
         "role": "assistant",
         "content": "",
         "status": Message.Status.STREAMING,
-        "model": event.model,
+        "model": frame["model"],
     }
     return render_to_string(
-        "chat/conversation.html#turn-started",
-        {"user_message": user, "answer": answer, "streaming": True},
+        f"{TEMPLATE}#turn-started", {"user_message": user, "answer": answer, "streaming": True}
     )
 
 
-def turn_ended(event: Finished | Failed, *, model: str) -> str:
+def turn_ended(frame: dict[str, Any]) -> str:
     """The whole answer, replacing its streaming version, and the composer's controls."""
     message: dict[str, Any] = {
-        "id": event.message_id,
+        "id": frame["message_id"],
         "role": "assistant",
-        "content": event.content,
-        "model": model,
+        "content": frame.get("content", ""),
+        "model": frame.get("model", ""),
     }
-    if isinstance(event, Finished):
+    if frame["type"] == "finished":
+        usage = frame["usage"]
         message.update(
             status=Message.Status.DONE,
-            stop_reason=event.stop_reason,
-            input_tokens=event.usage.prompt_tokens,
-            output_tokens=event.usage.output_tokens,
-            duration_ms=event.duration_ms,
+            stop_reason=frame["stop_reason"],
+            input_tokens=usage["input_tokens"]
+            + usage["cache_write_tokens"]
+            + usage["cache_read_tokens"],
+            output_tokens=usage["output_tokens"],
+            duration_ms=frame["duration_ms"],
         )
+    elif frame["type"] == "stopped":
+        message.update(status=Message.Status.STOPPED)
     else:
-        message.update(status=event.status, error_message=event.message)
-    return render_to_string(
-        "chat/conversation.html#turn-ended", {"message": message, "streaming": False}
-    )
+        message.update(status=frame["status"], error_message=frame["message"])
+    return render_to_string(f"{TEMPLATE}#turn-ended", {"message": message, "streaming": False})
 
 
-def turn_stopped(message_id: int, content: str, *, model: str) -> str:
-    """The answer as it was when the user stopped it."""
-    message = {
-        "id": message_id,
-        "role": "assistant",
-        "content": content,
-        "status": Message.Status.STOPPED,
-        "model": model,
-    }
+def for_frame(frame: dict[str, Any]) -> str:
+    """The fragment for one generation frame."""
+    kind = frame["type"]
+    if kind == "delta":
+        raise ValueError("deltas are rendered by delta(), which needs the message id")
+    if kind == "started":
+        return turn_started(frame)
+    return turn_ended(frame)
+
+
+def conversation_resync(
+    conversation: Conversation, *, live_id: int | None, live_text: str
+) -> str:
+    """Every message as stored, the live answer with its text so far: the page made whole."""
+    messages = list(conversation.messages.all())
+    for message in messages:
+        if message.id == live_id:
+            message.content = live_text
+            message.status = Message.Status.STREAMING
     return render_to_string(
-        "chat/conversation.html#turn-ended", {"message": message, "streaming": False}
+        f"{TEMPLATE}#resync", {"messages": messages, "streaming": live_id is not None}
     )
 
 
 def notice(text: str, *, level: str = "error") -> str:
     """A notice above the composer (refusals, errors)."""
-    return render_to_string("chat/conversation.html#notice", {"text": text, "level": level})
+    return render_to_string(f"{TEMPLATE}#notice", {"text": text, "level": level})

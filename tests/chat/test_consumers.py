@@ -21,6 +21,17 @@ def communicator(path: str, cookie: bytes | None) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, path, headers=headers)
 
 
+async def open_socket(conversation, cookie: bytes) -> WebsocketCommunicator:
+    """Connect and read the resync frame every (re)connect starts with."""
+    ws = communicator(f"/ws/chat/{conversation.id}/", cookie)
+    connected, _ = await ws.connect()
+    assert connected
+    resync = await ws.receive_from(timeout=5)
+    assert 'id="messages"' in resync
+    ws.resync = resync
+    return ws
+
+
 async def receive_until(ws: WebsocketCommunicator, marker: str, limit: int = 500) -> list[str]:
     frames = []
     for _ in range(limit):
@@ -40,9 +51,7 @@ async def test_signed_in_user_sees_the_answer_stream_token_by_token(
 ):
     settings.CHAT_FRAME_INTERVAL = 0  # one frame per token, to count them
     conversation = await Conversation.objects.acreate(user=user)
-    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
-    connected, _ = await ws.connect()
-    assert connected
+    ws = await open_socket(conversation, session_cookie)
     try:
         await ws.send_to(text_data=send("Explain **markdown** <b>please</b>"))
         frames = await receive_until(ws, "assistant status-done")
@@ -65,8 +74,7 @@ async def test_signed_in_user_sees_the_answer_stream_token_by_token(
 async def test_deltas_are_coalesced_into_fewer_frames(providers, user, session_cookie, settings):
     settings.CHAT_FRAME_INTERVAL = 0.05
     conversation = await Conversation.objects.acreate(user=user)
-    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
-    await ws.connect()
+    ws = await open_socket(conversation, session_cookie)
     try:
         await ws.send_to(text_data=send("sandbox-reply:200 go"))
         frames = await receive_until(ws, "assistant status-done")
@@ -111,8 +119,7 @@ async def test_bad_frames_get_a_notice_and_store_nothing(
     providers, user, session_cookie, frame, notice
 ):
     conversation = await Conversation.objects.acreate(user=user)
-    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
-    await ws.connect()
+    ws = await open_socket(conversation, session_cookie)
     try:
         await ws.send_to(text_data=frame)
         reply = await ws.receive_from(timeout=5)
@@ -125,8 +132,7 @@ async def test_bad_frames_get_a_notice_and_store_nothing(
 
 async def test_stop_keeps_the_partial_answer(providers, user, session_cookie):
     conversation = await Conversation.objects.acreate(user=user)
-    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
-    await ws.connect()
+    ws = await open_socket(conversation, session_cookie)
     try:
         await ws.send_to(text_data=send("sandbox-fault:slow"))
         await receive_until(ws, "beforeend:#msg-")  # the first token is on screen
@@ -142,8 +148,7 @@ async def test_stop_keeps_the_partial_answer(providers, user, session_cookie):
 
 async def test_provider_failure_is_shown_in_the_page(providers, user, session_cookie):
     conversation = await Conversation.objects.acreate(user=user)
-    ws = communicator(f"/ws/chat/{conversation.id}/", session_cookie)
-    await ws.connect()
+    ws = await open_socket(conversation, session_cookie)
     try:
         await ws.send_to(text_data=send("sandbox-fault:529"))
         frames = await receive_until(ws, "assistant status-failed")
