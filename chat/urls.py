@@ -9,4 +9,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("c/new/", views.conversation_new, name="conversation_new"),
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="rename"),
+    path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="delete"),
 ]

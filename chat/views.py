@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import errors
+from chat import errors, selectors
 from chat.models import Conversation
 from chat.providers import catalog
 from chat.services import conversations
@@ -25,12 +26,27 @@ def _model_choices() -> list[dict[str, object]]:
     ]
 
 
+def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
+    try:
+        return conversations.conversation_get_for_user(
+            user_id=request.user.id, conversation_id=conversation_id
+        )
+    except errors.NotFound:
+        raise Http404("No such conversation.") from None
+
+
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """The user's conversations, most recent first."""
-    items = Conversation.objects.filter(user=request.user).exclude(title="")[:100]
-    return render(request, "chat/home.html", {"conversations": items})
+    """The user's conversations, most recent first, searchable by title."""
+    query = request.GET.get("q", "")
+    context = {
+        "conversations": selectors.conversation_list(user_id=request.user.id, query=query),
+        "query": query,
+    }
+    if request.htmx and request.htmx.target == "conversation-list":
+        return render(request, "chat/home.html#conversation-list", context)
+    return render(request, "chat/home.html", context)
 
 
 @login_required
@@ -45,20 +61,48 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """A conversation with its messages and the composer."""
-    try:
-        conversation = conversations.conversation_get_for_user(
-            user_id=request.user.id, conversation_id=conversation_id
-        )
-    except errors.NotFound:
-        raise Http404("No such conversation.") from None
+    conversation = _owned(request, conversation_id)
     models = _model_choices()
     selected = conversation.model or (models[0]["id"] if models else "")
     context = {
         "conversation": conversation,
         "messages": conversation.messages.all(),
-        "conversations": Conversation.objects.filter(user=request.user).exclude(title="")[:100],
+        "conversations": selectors.conversation_list(user_id=request.user.id),
         "models": models,
         "selected_model": selected,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
     }
     return render(request, "chat/conversation.html", context)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """Rename a conversation; htmx gets the title back, others a redirect."""
+    _owned(request, conversation_id)
+    try:
+        conversation = conversations.conversation_rename(
+            user_id=request.user.id,
+            conversation_id=conversation_id,
+            title=request.POST.get("title"),
+        )
+    except errors.InvalidInput as exc:
+        if request.htmx:
+            return HttpResponse(exc.message, status=422)
+        messages.error(request, exc.message)
+        return redirect("chat:conversation", conversation_id=conversation_id)
+    if request.htmx:
+        return render(request, "chat/conversation.html#title", {"conversation": conversation})
+    return redirect("chat:conversation", conversation_id=conversation.id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """Ask for confirmation, then delete the conversation."""
+    conversation = _owned(request, conversation_id)
+    if request.method == "POST":
+        conversations.conversation_delete(user_id=request.user.id, conversation_id=conversation.id)
+        messages.success(request, f"Deleted “{conversation}”.")
+        return redirect("chat:home")
+    return render(request, "chat/confirm_delete.html", {"conversation": conversation})

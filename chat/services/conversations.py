@@ -86,3 +86,23 @@ def conversation_start(*, user_id: int) -> Conversation:
         .first()
     )
     return empty or Conversation.objects.create(user_id=user_id)
+
+
+def conversation_rename(
+    *, user_id: int, conversation_id: uuid.UUID | str, title: object
+) -> Conversation:
+    """Give a conversation a new title (1 to 200 characters after trimming)."""
+    if not isinstance(title, str) or not title.strip():
+        raise errors.InvalidInput("A title cannot be empty.")
+    title = " ".join(title.split())
+    if len(title) > 200:
+        raise errors.InvalidInput(f"A title can be 200 characters at most, not {len(title)}.")
+    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, user_id: int, conversation_id: uuid.UUID | str) -> None:
+    """Delete a conversation and its messages (the usage ledger keeps its rows)."""
+    conversation_get_for_user(user_id=user_id, conversation_id=conversation_id).delete()

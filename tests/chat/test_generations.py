@@ -111,7 +111,9 @@ async def test_stop_from_another_process_reaches_the_generation(providers, user)
 
 async def test_a_dead_generation_is_marked_interrupted_by_its_readers(providers, user):
     conversation = await Conversation.objects.acreate(user=user)
-    user_message = await Message.objects.acreate(conversation=conversation, role="user", content="hi")
+    user_message = await Message.objects.acreate(
+        conversation=conversation, role="user", content="hi"
+    )
     answer = await Message.objects.acreate(
         conversation=conversation, role="assistant", status="streaming", content=""
     )
