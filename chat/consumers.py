@@ -71,6 +71,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 user_id=self.scope["user"].id,
                 conversation_id=self.conversation.id,
                 text=frame.message,
+                mode=frame.action,
                 model=frame.model or None,
             )
         except errors.ChatError as exc:

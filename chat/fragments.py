@@ -22,18 +22,23 @@ def delta(message_id: int, text: str) -> str:
 
 
 def turn_started(frame: dict[str, Any]) -> str:
-    """The user's message and the answer's placeholder, appended to the list."""
+    """The user's message (for a new one) and the answer's placeholder, or the reopened answer."""
     user = {"id": frame["user_message_id"], "role": "user", "content": frame["user_text"]}
     answer = {
         "id": frame["assistant_message_id"],
         "role": "assistant",
-        "content": "",
+        "content": frame.get("prefix", ""),
         "status": Message.Status.STREAMING,
         "model": frame["model"],
     }
-    return render_to_string(
-        f"{TEMPLATE}#turn-started", {"user_message": user, "answer": answer, "streaming": True}
-    )
+    context = {
+        "mode": frame.get("mode", "send"),
+        "user_message": user,
+        "answer": answer,
+        "replaced": frame.get("replaced_message_ids", ()),
+        "streaming": True,
+    }
+    return render_to_string(f"{TEMPLATE}#turn-started", context)
 
 
 def turn_ended(frame: dict[str, Any]) -> str:

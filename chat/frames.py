@@ -14,9 +14,20 @@ from chat import errors
 FRAME_OVERHEAD = 8_192
 
 
+Action = Literal["send", "stop", "regenerate", "continue"]
+# Retry after a failure is answering the last message again.
+ACTIONS: dict[str, Action] = {
+    "send": "send",
+    "stop": "stop",
+    "regenerate": "regenerate",
+    "retry": "regenerate",
+    "continue": "continue",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class BrowserFrame:
-    action: Literal["send", "stop"]
+    action: Action
     message: str = ""
     model: str = ""
 
@@ -36,12 +47,10 @@ def parse_browser_frame(text_data: str | None, bytes_data: bytes | None) -> Brow
         raise errors.InvalidInput("The page sent something unreadable; reload it.") from None
     if not isinstance(data, dict):
         raise errors.InvalidInput("The page sent something unexpected; reload it.")
-    action = data.get("action", "send")
-    if action == "stop":
-        return BrowserFrame(action="stop")
-    if action != "send":
-        raise errors.InvalidInput(f"Unknown action {str(action)[:40]!r}.")
+    action = ACTIONS.get(data.get("action", "send"))  # type: ignore[arg-type]
+    if action is None:
+        raise errors.InvalidInput(f"Unknown action {str(data.get('action'))[:40]!r}.")
     message, model = data.get("message", ""), data.get("model", "")
     if not isinstance(message, str) or not isinstance(model, str):
         raise errors.InvalidInput("The message and model must be text.")
-    return BrowserFrame(action="send", message=message, model=model[:100])
+    return BrowserFrame(action=action, message=message, model=model[:100])

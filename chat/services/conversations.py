@@ -55,6 +55,56 @@ def turn_messages_create(
     return user_message, assistant_message
 
 
+CONTINUABLE = (Message.Status.STOPPED, Message.Status.INTERRUPTED)
+
+
+@transaction.atomic
+def turn_regenerate_prepare(
+    *, conversation: Conversation, model: str
+) -> tuple[Message, Message, list[int]]:
+    """Answer the last user message again: drop the answers after it, add a placeholder."""
+    user_message = (
+        Message.objects.select_for_update()
+        .filter(conversation=conversation, role=Message.Role.USER)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if user_message is None:
+        raise errors.InvalidInput("There is no message to answer again yet.")
+    stale = Message.objects.filter(conversation=conversation, id__gt=user_message.id)
+    replaced = list(stale.values_list("id", flat=True))
+    stale.delete()
+    answer = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+    )
+    conversation.model = model
+    conversation.save(update_fields=["model", "updated_at"])
+    return user_message, answer, replaced
+
+
+@transaction.atomic
+def turn_continue_prepare(*, conversation: Conversation) -> Message:
+    """Reopen the last answer, if it was stopped or interrupted, to stream the rest into it."""
+    answer = (
+        Message.objects.select_for_update()
+        .filter(conversation=conversation)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if answer is None or answer.role != Message.Role.ASSISTANT or answer.status not in CONTINUABLE:
+        raise errors.InvalidInput("Only a stopped or interrupted answer can be continued.")
+    if not answer.content:
+        raise errors.InvalidInput("That answer has no text to continue; regenerate it instead.")
+    answer.status = Message.Status.STREAMING
+    answer.error_code = answer.error_message = ""
+    answer.save(update_fields=["status", "error_code", "error_message"])
+    conversation.save(update_fields=["updated_at"])
+    return answer
+
+
 def history_for_prompt(*, conversation: Conversation, before_id: int) -> list[tuple[str, str]]:
     """(role, text) of the conversation before a message, for the provider request."""
     rows = (
@@ -64,6 +114,10 @@ def history_for_prompt(*, conversation: Conversation, before_id: int) -> list[tu
         .values_list("role", "content")
     )
     return list(rows)
+
+
+def message_text(*, message_id: int) -> str:
+    return Message.objects.filter(pk=message_id).values_list("content", flat=True).get()
 
 
 def message_save_partial(*, message_id: int, content: str) -> None:

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from chat.models import Message
 from chat.redis import redis_client
-from chat.services.turns import Delta, Failed, Finished, Started, run_turn
+from chat.services.turns import Delta, Failed, Finished, Started, TurnMode, run_turn
 from chat.streaming import DeltaCoalescer
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ async def generation_start(
     *,
     user_id: int,
     conversation_id: uuid.UUID | str,
-    text: object,
+    text: object = "",
+    mode: TurnMode = "send",
     model: str | None = None,
     max_tokens: int | None = None,
 ) -> Started:
@@ -102,6 +103,7 @@ async def generation_start(
         user_id=user_id,
         conversation_id=conversation_id,
         text=text,
+        mode=mode,
         model=model,
         max_tokens=max_tokens,
     )
@@ -128,6 +130,8 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
     message_id = started.assistant_message_id
     redis = redis_client()
     key = stream_key(message_id)
+    # A continuation streams into the same message: its old, finished stream goes first.
+    await redis.delete(key)
     await _append(redis, key, message_id, _encode(started))
     await redis.set(active_key(started.conversation_id), message_id, ex=STREAM_TTL)
     _running[message_id] = asyncio.current_task()  # type: ignore[assignment]
@@ -136,6 +140,9 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
 
     async def flush(text: str) -> None:
         await _append(redis, key, message_id, orjson.dumps({"type": "delta", "text": text}))
+
+    async def end(frame: bytes) -> None:
+        await _append(redis, key, message_id, frame, ends=str(started.conversation_id))
 
     coalescer = DeltaCoalescer(flush, settings.CHAT_FRAME_INTERVAL)
     heartbeat = asyncio.create_task(_heartbeat(redis, message_id))
@@ -148,7 +155,7 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
                     await coalescer.add(event.text)
                 else:
                     await coalescer.flush()
-                    await _append(redis, key, message_id, _encode(event, model=started.model))
+                    await end(_encode(event, model=started.model))
     except asyncio.CancelledError:
         coalescer.cancel()
         stopped = {
@@ -157,7 +164,7 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
             "content": "".join(shown),
             "model": started.model,
         }
-        await _append(redis, key, message_id, orjson.dumps(stopped))
+        await end(orjson.dumps(stopped))
     except Exception:
         logger.exception("generation %s failed unexpectedly", message_id)
         coalescer.cancel()
@@ -169,22 +176,28 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
             "code": "provider_unavailable",
             "message": "Something went wrong on our side.",
         }
-        await _append(redis, key, message_id, orjson.dumps(failed))
+        await end(orjson.dumps(failed))
     finally:
         heartbeat.cancel()
         _running.pop(message_id, None)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.delete(alive_key(message_id))
-            pipe.expire(key, STREAM_TTL)
-            await pipe.execute()
-        await redis.delete(active_key(started.conversation_id))
+        # Normally done with the final frame already; this covers an error on the way.
+        await redis.delete(alive_key(message_id), active_key(started.conversation_id))
 
 
-async def _append(redis: Any, key: str, message_id: int, frame: bytes) -> None:
-    """XADD one frame and keep the generation marked alive, in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
+async def _append(
+    redis: Any, key: str, message_id: int, frame: bytes, *, ends: str | None = None
+) -> None:
+    """XADD one frame and keep the generation marked alive, in one round trip.
+
+    The final frame (`ends` = the conversation id) also clears the conversation's active
+    marker in the same round trip, so a reader that sees the end can start the next turn.
+    """
+    async with redis.pipeline(transaction=True) as pipe:
         pipe.xadd(key, {"e": frame}, maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.set(alive_key(message_id), 1, ex=ALIVE_TTL)
+        if ends is None:
+            pipe.set(alive_key(message_id), 1, ex=ALIVE_TTL)
+        else:
+            pipe.delete(alive_key(message_id), active_key(ends))
         pipe.expire(key, STREAM_TTL)
         await pipe.execute()
 
@@ -223,17 +236,28 @@ def _ensure_stop_listener() -> None:
 
 
 async def _listen_for_stops() -> None:
-    pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(STOP_CHANNEL)
-    try:
-        async for message in pubsub.listen():
-            with contextlib.suppress(ValueError, TypeError):
-                task = _running.get(int(message["data"]))
-                if task is not None:
-                    task.cancel()
-    finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
+    """One subscription per process: cancel the local generation a stop names."""
+    while True:
+        pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(STOP_CHANNEL)
+            while True:
+                # Short waits stay under the socket timeout; idle channels are normal.
+                message = await pubsub.get_message(timeout=5.0)
+                if message is None:
+                    continue
+                with contextlib.suppress(ValueError, TypeError):
+                    task = _running.get(int(message["data"]))
+                    if task is not None:
+                        task.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("stop listener lost Redis; resubscribing", exc_info=True)
+            await asyncio.sleep(1)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 async def active_generation(conversation_id: uuid.UUID | str) -> int | None:

@@ -15,26 +15,47 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chat import errors
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.providers import catalog
-from chat.providers.base import ChatMessage, ChatRequest, StreamEnd, TextDelta, Usage
+from chat.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Provider,
+    StreamEnd,
+    TextDelta,
+    Usage,
+)
 from chat.services import conversations
+
+
+TurnMode = Literal["send", "regenerate", "continue"]
+
+# Newer Claude models refuse an assistant prefill, so a continuation is asked for in a
+# user turn that follows the partial answer.
+CONTINUE_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, "
+    "without repeating anything and without any preamble."
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """The user's message is stored and the answer has a placeholder."""
+    """The turn is stored and its answer has a placeholder (or, to continue, is reopened)."""
 
     conversation_id: uuid.UUID
     user_message_id: int
     assistant_message_id: int
     model: str
     user_text: str
+    mode: TurnMode = "send"
+    replaced_message_ids: tuple[int, ...] = ()
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,37 +123,74 @@ async def run_turn(
     *,
     user_id: int,
     conversation_id: uuid.UUID | str,
-    text: object,
+    text: object = "",
+    mode: TurnMode = "send",
     model: str | None = None,
     max_tokens: int | None = None,
 ) -> AsyncIterator[TurnEvent]:
-    """Run one turn and yield its events; raises ChatError before anything is stored."""
-    text = validate_text(text)
+    """Run one turn and yield its events; raises ChatError before anything is stored.
+
+    `send` answers a new message; `regenerate` answers the last user message again
+    (replacing the answers after it; also the Retry after a failure); `continue` streams
+    the rest of a stopped or interrupted answer into the same message.
+    """
+    if mode == "send":
+        text = validate_text(text)
     conversation = await sync_to_async(conversations.conversation_get_for_user)(
         user_id=user_id, conversation_id=conversation_id
     )
     model_id = model or conversation.model or getattr(catalog.default_model(), "id", "")
     model_info, provider = catalog.resolve(model_id)
-    user_message, answer = await sync_to_async(conversations.turn_messages_create)(
-        conversation=conversation, text=text, model=model_info.id
-    )
-    yield Started(conversation.id, user_message.id, answer.id, model_info.id, text)
+    started = await sync_to_async(_prepare)(conversation, mode, str(text), model_info.id)
+    yield started
 
     history = await sync_to_async(conversations.history_for_prompt)(
-        conversation=conversation, before_id=answer.id
+        conversation=conversation, before_id=started.assistant_message_id
     )
+    turns = list(history)
+    if mode == "continue":
+        # For every provider alike: OpenAI would take a trailing assistant turn, but the
+        # instruction works everywhere and keeps one behaviour to test.
+        turns += [("assistant", started.prefix), ("user", CONTINUE_INSTRUCTION)]
     request = ChatRequest(
         model=model_info.id,
-        messages=_merge_turns(history),
+        messages=_merge_turns(turns),
         max_tokens=min(max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS, model_info.max_output),
         system=conversation.system_prompt,
     )
-    async for event in _stream_answer(provider, request, answer.id):
+    async for event in _stream_answer(
+        provider, request, started.assistant_message_id, prefix=started.prefix
+    ):
         yield event
 
 
-async def _stream_answer(provider, request: ChatRequest, message_id: int):
-    parts: list[str] = []
+def _prepare(conversation: Conversation, mode: TurnMode, text: str, model: str) -> Started:
+    """Store what the turn needs before any provider call (sync, one transaction)."""
+    if mode == "send":
+        user_message, answer = conversations.turn_messages_create(
+            conversation=conversation, text=text, model=model
+        )
+        return Started(conversation.id, user_message.id, answer.id, model, text)
+    if mode == "regenerate":
+        user_message, answer, replaced = conversations.turn_regenerate_prepare(
+            conversation=conversation, model=model
+        )
+        return Started(
+            conversation.id, user_message.id, answer.id, model, user_message.content,
+            mode="regenerate", replaced_message_ids=tuple(replaced),
+        )  # fmt: skip
+    answer = conversations.turn_continue_prepare(conversation=conversation)
+    return Started(
+        conversation.id, 0, answer.id, answer.model or model, "",
+        mode="continue", prefix=answer.content,
+    )  # fmt: skip
+
+
+async def _stream_answer(
+    provider: Provider, request: ChatRequest, message_id: int, *, prefix: str = ""
+) -> AsyncIterator[TurnEvent]:
+    """Stream the provider's answer, saving it on a timer; record how it ended."""
+    parts: list[str] = [prefix] if prefix else []
     started_at = time.monotonic()
     first_token_at: float | None = None
     last_saved = started_at

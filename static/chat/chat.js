@@ -38,10 +38,19 @@
     }
   });
 
+  // Stop, Regenerate, Continue and Retry go through one hidden ws-send form.
+  function sendAction(action) {
+    document.getElementById("action-input").value = action;
+    document.getElementById("action-form").requestSubmit();
+  }
+
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-stop]")) {
-      document.getElementById("stop-form").requestSubmit();
+      sendAction("stop");
+      return;
     }
+    var button = event.target.closest("[data-action]");
+    if (button) sendAction(button.dataset.action);
   });
 
   // Refuse empty or oversized input in the page, before anything is sent.

@@ -155,3 +155,24 @@ async def test_provider_failure_is_shown_in_the_page(providers, user, session_co
     finally:
         await ws.disconnect()
     assert "Claude is overloaded" in frames[-1]
+
+
+async def test_regenerate_and_continue_from_the_page(providers, user, session_cookie):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        await ws.send_to(text_data=send("sandbox-fault:drop@3"))
+        await receive_until(ws, "assistant status-interrupted")
+        first = await Message.objects.aget(conversation=conversation, role="assistant")
+        await ws.send_to(text_data=json.dumps({"action": "continue", "model": ""}))
+        frames = await receive_until(ws, "assistant status-done")
+        assert f'id="msg-{first.id}" hx-swap-oob="outerHTML"' in frames[0]
+        await ws.send_to(text_data=json.dumps({"action": "regenerate", "model": "gpt-5-mini"}))
+        # The same message is answered again, so the same fault interrupts it again.
+        frames = await receive_until(ws, "assistant status-interrupted")
+        assert f'id="msg-{first.id}" hx-swap-oob="delete"' in frames[0]
+    finally:
+        await ws.disconnect()
+    answer = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert answer.id != first.id
+    assert answer.model == "gpt-5-mini"

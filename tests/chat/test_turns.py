@@ -191,3 +191,55 @@ async def test_stopping_keeps_the_partial_answer(providers, user):
     _, answer = await stored(conversation)
     assert answer.status == Message.Status.STOPPED
     assert answer.content == "".join(seen)
+
+
+async def test_regenerate_replaces_the_last_answer(providers, user):
+    conversation = await Conversation.objects.acreate(user=user)
+    first = await collect(user_id=user.id, conversation_id=conversation.id, text="Once")
+    old_answer_id = first[0].assistant_message_id
+    again = await collect(user_id=user.id, conversation_id=conversation.id, mode="regenerate")
+    started, finished = again[0], again[-1]
+    assert started.mode == "regenerate"
+    assert started.replaced_message_ids == (old_answer_id,)
+    assert started.user_message_id == first[0].user_message_id
+    assert isinstance(finished, Finished)
+    messages = await stored(conversation)
+    assert [(m.role, m.status) for m in messages] == [("user", "done"), ("assistant", "done")]
+    assert messages[1].id == started.assistant_message_id != old_answer_id
+
+
+async def test_regenerate_with_nothing_to_answer_is_refused(providers, user):
+    conversation = await Conversation.objects.acreate(user=user)
+    with pytest.raises(errors.InvalidInput):
+        await collect(user_id=user.id, conversation_id=conversation.id, mode="regenerate")
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_continue_streams_the_rest_into_the_interrupted_answer(providers, user, model):
+    conversation = await Conversation.objects.acreate(user=user)
+    broken = await collect(
+        user_id=user.id, conversation_id=conversation.id, text="sandbox-fault:error@5", model=model
+    )
+    partial = broken[-1].content
+    resumed = await collect(user_id=user.id, conversation_id=conversation.id, mode="continue")
+    started, finished = resumed[0], resumed[-1]
+    assert started.mode == "continue"
+    assert started.assistant_message_id == broken[0].assistant_message_id
+    assert started.prefix == partial
+    assert isinstance(finished, Finished)
+    assert finished.content.startswith(partial)
+    assert len(finished.content) > len(partial)
+    # Newer Claude models refuse an assistant prefill: the rest is asked for in a user turn.
+    assert "Your previous answer was cut off" in finished.content
+    messages = await stored(conversation)
+    assert len(messages) == 2
+    assert messages[1].status == Message.Status.DONE
+    assert messages[1].content == finished.content
+
+
+async def test_continue_is_refused_after_a_complete_answer(providers, user):
+    conversation = await Conversation.objects.acreate(user=user)
+    await collect(user_id=user.id, conversation_id=conversation.id, text="All done")
+    with pytest.raises(errors.InvalidInput) as refused:
+        await collect(user_id=user.id, conversation_id=conversation.id, mode="continue")
+    assert "stopped or interrupted" in refused.value.message

@@ -57,4 +57,4 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions(db):
 def test_redis_url_from_the_environment_reaches_cache_and_channel_layer():
     assert os.environ["REDIS_URL"] == settings.REDIS_URL
     assert settings.CACHES["default"]["LOCATION"] == settings.REDIS_URL
-    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [settings.REDIS_URL]
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] == settings.REDIS_URL
