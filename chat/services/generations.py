@@ -52,6 +52,21 @@ _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[No
 )
 
 
+class _ClearMarker:
+    """Delete a key only if it still holds our value (compare-and-delete, atomically)."""
+
+    SCRIPT = (
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+        "return 0"
+    )
+
+    def __call__(self, *, keys: list[str], args: list[str], client: Any) -> Any:
+        return client.eval(self.SCRIPT, len(keys), *keys, *args)
+
+
+_CLEAR_MARKER = _ClearMarker()
+
+
 def stream_key(message_id: int) -> str:
     return f"chat:gen:{message_id}"
 
@@ -133,7 +148,10 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
     # A continuation streams into the same message: its old, finished stream goes first.
     await redis.delete(key)
     await _append(redis, key, message_id, _encode(started))
-    await redis.set(active_key(started.conversation_id), message_id, ex=STREAM_TTL)
+    # The marker names this run (a continuation reuses the message id), so only this run
+    # clears it.
+    marker = f"{message_id}:{uuid.uuid4().hex}"
+    await redis.set(active_key(started.conversation_id), marker, ex=STREAM_TTL)
     _running[message_id] = asyncio.current_task()  # type: ignore[assignment]
     ready.set_result(started)
     await _announce(started)
@@ -142,7 +160,7 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
         await _append(redis, key, message_id, orjson.dumps({"type": "delta", "text": text}))
 
     async def end(frame: bytes) -> None:
-        await _append(redis, key, message_id, frame, ends=str(started.conversation_id))
+        await _append(redis, key, message_id, frame, ends=(started.conversation_id, marker))
 
     coalescer = DeltaCoalescer(flush, settings.CHAT_FRAME_INTERVAL)
     heartbeat = asyncio.create_task(_heartbeat(redis, message_id))
@@ -181,23 +199,31 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
         heartbeat.cancel()
         _running.pop(message_id, None)
         # Normally done with the final frame already; this covers an error on the way.
-        await redis.delete(alive_key(message_id), active_key(started.conversation_id))
+        await redis.delete(alive_key(message_id))
+        await _CLEAR_MARKER(keys=[active_key(started.conversation_id)], args=[marker], client=redis)
 
 
 async def _append(
-    redis: Any, key: str, message_id: int, frame: bytes, *, ends: str | None = None
+    redis: Any,
+    key: str,
+    message_id: int,
+    frame: bytes,
+    *,
+    ends: tuple[uuid.UUID, str] | None = None,
 ) -> None:
     """XADD one frame and keep the generation marked alive, in one round trip.
 
-    The final frame (`ends` = the conversation id) also clears the conversation's active
-    marker in the same round trip, so a reader that sees the end can start the next turn.
+    The final frame (`ends` = the conversation id and this run's marker) also clears the
+    conversation's active marker in the same round trip, so a reader that sees the end can
+    start the next turn at once.
     """
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xadd(key, {"e": frame}, maxlen=STREAM_MAXLEN, approximate=True)
         if ends is None:
             pipe.set(alive_key(message_id), 1, ex=ALIVE_TTL)
         else:
-            pipe.delete(alive_key(message_id), active_key(ends))
+            pipe.delete(alive_key(message_id))
+            _CLEAR_MARKER(keys=[active_key(ends[0])], args=[ends[1]], client=pipe)
         pipe.expire(key, STREAM_TTL)
         await pipe.execute()
 
@@ -263,7 +289,7 @@ async def _listen_for_stops() -> None:
 async def active_generation(conversation_id: uuid.UUID | str) -> int | None:
     """The assistant message id of the generation running in a conversation, if any."""
     value = await redis_client().get(active_key(conversation_id))
-    return int(value) if value else None
+    return int(value.split(b":", 1)[0]) if value else None
 
 
 async def generation_snapshot(message_id: int) -> Snapshot:
