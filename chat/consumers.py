@@ -60,6 +60,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             frame = parse_browser_frame(text_data, bytes_data)
+            if frame.action == "resync":
+                await self.resync()
+                return
             active = await generations.active_generation(self.conversation.id)
             if frame.action == "stop":
                 if active is not None:
@@ -73,6 +76,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 text=frame.message,
                 mode=frame.action,
                 model=frame.model or None,
+                max_tokens=frame.max_tokens,
             )
         except errors.ChatError as exc:
             await self.send_html(fragments.notice(exc.message))
@@ -83,6 +87,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def resync(self) -> None:
         """Make the page whole: every stored message, the live answer so far, then follow it."""
+        # Stop showing first, so no frame lands between the snapshot and the new follower.
+        if self.follower is not None:
+            self.follower.cancel()
+            self.follower = self.following = None
         live_id = await generations.active_generation(self.conversation.id)
         snapshot = await generations.generation_snapshot(live_id) if live_id else None
         live = snapshot is not None and snapshot.ended is None

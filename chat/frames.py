@@ -14,7 +14,7 @@ from chat import errors
 FRAME_OVERHEAD = 8_192
 
 
-Action = Literal["send", "stop", "regenerate", "continue"]
+Action = Literal["send", "stop", "regenerate", "continue", "resync"]
 # Retry after a failure is answering the last message again.
 ACTIONS: dict[str, Action] = {
     "send": "send",
@@ -22,7 +22,11 @@ ACTIONS: dict[str, Action] = {
     "regenerate": "regenerate",
     "retry": "regenerate",
     "continue": "continue",
+    "resync": "resync",
 }
+
+# The composer's reply-length choice, as max_tokens (capped later by model and budget).
+REPLY_LENGTHS = {"short": 256, "medium": 1024, "long": 4096}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,7 @@ class BrowserFrame:
     action: Action
     message: str = ""
     model: str = ""
+    max_tokens: int | None = None
 
 
 def max_frame_bytes() -> int:
@@ -47,10 +52,16 @@ def parse_browser_frame(text_data: str | None, bytes_data: bytes | None) -> Brow
         raise errors.InvalidInput("The page sent something unreadable; reload it.") from None
     if not isinstance(data, dict):
         raise errors.InvalidInput("The page sent something unexpected; reload it.")
-    action = ACTIONS.get(data.get("action", "send"))  # type: ignore[arg-type]
+    raw_action = data.get("action", "send")
+    action = ACTIONS.get(raw_action) if isinstance(raw_action, str) else None
     if action is None:
-        raise errors.InvalidInput(f"Unknown action {str(data.get('action'))[:40]!r}.")
+        raise errors.InvalidInput(f"Unknown action {str(raw_action)[:40]!r}.")
     message, model = data.get("message", ""), data.get("model", "")
+    length = data.get("length") or "medium"
     if not isinstance(message, str) or not isinstance(model, str):
         raise errors.InvalidInput("The message and model must be text.")
-    return BrowserFrame(action=action, message=message, model=model[:100])
+    if not isinstance(length, str) or length not in REPLY_LENGTHS:
+        raise errors.InvalidInput("Choose a reply length: short, medium or long.")
+    return BrowserFrame(
+        action=action, message=message, model=model[:100], max_tokens=REPLY_LENGTHS[length]
+    )

@@ -11,4 +11,7 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("c/<uuid:conversation_id>/rename/", views.conversation_rename, name="rename"),
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="delete"),
+    path(
+        "c/<uuid:conversation_id>/system/", views.conversation_system_prompt, name="system_prompt"
+    ),
 ]

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import errors, selectors
+from chat.frames import REPLY_LENGTHS
 from chat.models import Conversation
 from chat.providers import catalog
 from chat.services import conversations
@@ -71,6 +72,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
         "models": models,
         "selected_model": selected,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "reply_lengths": REPLY_LENGTHS,
     }
     return render(request, "chat/conversation.html", context)
 
@@ -106,3 +108,29 @@ def conversation_delete(request: HttpRequest, conversation_id: str) -> HttpRespo
         messages.success(request, f"Deleted “{conversation}”.")
         return redirect("chat:home")
     return render(request, "chat/confirm_delete.html", {"conversation": conversation})
+
+
+@login_required
+@require_POST
+def conversation_system_prompt(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """Save the conversation's system prompt; htmx gets the form back with a status line."""
+    _owned(request, conversation_id)
+    try:
+        conversation = conversations.conversation_set_system_prompt(
+            user_id=request.user.id,
+            conversation_id=conversation_id,
+            system_prompt=request.POST.get("system_prompt", ""),
+        )
+    except errors.InvalidInput as exc:
+        if request.htmx:
+            return HttpResponse(exc.message, status=422)
+        messages.error(request, exc.message)
+        return redirect("chat:conversation", conversation_id=conversation_id)
+    if request.htmx:
+        context = {"conversation": conversation, "saved": True, "max_chars": _max_chars()}
+        return render(request, "chat/conversation.html#system-prompt", context)
+    return redirect("chat:conversation", conversation_id=conversation.id)
+
+
+def _max_chars() -> int:
+    return settings.CHAT_MAX_MESSAGE_CHARS

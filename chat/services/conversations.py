@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -154,6 +155,24 @@ def conversation_rename(
     conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
     conversation.title = title
     conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_set_system_prompt(
+    *, user_id: int, conversation_id: uuid.UUID | str, system_prompt: object
+) -> Conversation:
+    """Set the instructions sent before every turn of a conversation (may be empty)."""
+    if not isinstance(system_prompt, str):
+        raise errors.InvalidInput("The system prompt must be text.")
+    system_prompt = system_prompt.strip()
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(system_prompt) > limit:
+        raise errors.InvalidInput(
+            f"That system prompt is {len(system_prompt):,} characters; the limit is {limit:,}."
+        )
+    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
+    conversation.system_prompt = system_prompt
+    conversation.save(update_fields=["system_prompt", "updated_at"])
     return conversation
 
 

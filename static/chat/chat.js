@@ -79,9 +79,59 @@
     }
   }
 
+  // A copy button on each code block of a finished answer.
+  function addCopyButtons(root) {
+    root.querySelectorAll(".msg.assistant:not(.status-streaming) pre").forEach(function (pre) {
+      if (pre.querySelector(".copy-code")) return;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "link copy-code";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy this code");
+      pre.insertBefore(button, pre.firstChild);
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest(".copy-code");
+    if (!button) return;
+    var code = button.parentElement.querySelector("code");
+    navigator.clipboard.writeText(code ? code.innerText : "").then(function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    });
+  });
+
+  // Times sent in UTC (budget resets) are shown in the reader's own time zone.
+  function localiseTimes(root) {
+    root.querySelectorAll("time.local[datetime]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) el.textContent = when.toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" });
+    });
+  }
+
+  function refresh() {
+    addCopyButtons(document);
+    localiseTimes(document);
+  }
+
   document.addEventListener("htmx:wsAfterMessage", function () {
     resetComposerIfAccepted();
+    refresh();
     scrollIfSticky();
   });
-  document.addEventListener("DOMContentLoaded", function () { stickToBottom = true; scrollIfSticky(); });
+  document.addEventListener("htmx:afterSettle", refresh);
+
+  // A tab back from the background (phones suspend sockets) asks for a resync; if the
+  // socket died meanwhile, htmx reconnects and every connection starts with one anyway.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && document.getElementById("action-form")) {
+      sendAction("resync");
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    refresh();
+    stickToBottom = true;
+    scrollIfSticky();
+  });
 })();

@@ -176,3 +176,53 @@ async def test_regenerate_and_continue_from_the_page(providers, user, session_co
     answer = await Message.objects.aget(conversation=conversation, role="assistant")
     assert answer.id != first.id
     assert answer.model == "gpt-5-mini"
+
+
+async def test_reply_length_choice_sets_max_tokens(providers, user, session_cookie):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        await ws.send_to(text_data=send("How long?", length="short"))
+        await receive_until(ws, "assistant status-done")
+    finally:
+        await ws.disconnect()
+    answer = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert "max_tokens 256." in answer.content  # the sandbox describes the request it got
+
+
+@pytest.mark.parametrize("length", ["huge", 5, ["short"]])
+async def test_unknown_reply_length_is_refused(providers, user, session_cookie, length):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        await ws.send_to(text_data=json.dumps({"action": "send", "message": "x", "length": length}))
+        reply = await ws.receive_from(timeout=5)
+    finally:
+        await ws.disconnect()
+    assert "Choose a reply length" in reply
+    assert await Message.objects.filter(conversation=conversation).acount() == 0
+
+
+async def test_resync_action_redraws_the_conversation(providers, user, session_cookie):
+    conversation = await Conversation.objects.acreate(user=user)
+    await Message.objects.acreate(conversation=conversation, role="user", content="Stored before")
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        assert "Stored before" in ws.resync
+        await ws.send_to(text_data=json.dumps({"action": "resync"}))
+        again = await ws.receive_from(timeout=5)
+    finally:
+        await ws.disconnect()
+    assert 'id="messages"' in again
+    assert "Stored before" in again
+
+
+async def test_an_unhashable_action_is_refused_clearly(providers, user, session_cookie):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        await ws.send_to(text_data=json.dumps({"action": ["send"]}))
+        reply = await ws.receive_from(timeout=5)
+    finally:
+        await ws.disconnect()
+    assert "Unknown action" in reply

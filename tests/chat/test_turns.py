@@ -243,3 +243,16 @@ async def test_continue_is_refused_after_a_complete_answer(providers, user):
     with pytest.raises(errors.InvalidInput) as refused:
         await collect(user_id=user.id, conversation_id=conversation.id, mode="continue")
     assert "stopped or interrupted" in refused.value.message
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_the_conversation_system_prompt_is_sent(providers, user, model):
+    plain = await Conversation.objects.acreate(user=user)
+    instructed = await Conversation.objects.acreate(
+        user=user, system_prompt="You are a pirate. " * 20
+    )
+    without = (await collect(user_id=user.id, conversation_id=plain.id, text="Hi", model=model))[-1]
+    with_system = (
+        await collect(user_id=user.id, conversation_id=instructed.id, text="Hi", model=model)
+    )[-1]
+    assert with_system.usage.prompt_tokens >= without.usage.prompt_tokens + 80

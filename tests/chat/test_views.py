@@ -105,3 +105,38 @@ def test_delete_of_another_users_conversation_is_404(signed_in, other_user):
     theirs = make_conversation(other_user, "Theirs")
     assert signed_in.post(reverse("chat:delete", args=[theirs.id])).status_code == 404
     assert Conversation.objects.filter(pk=theirs.pk).exists()
+
+
+def test_system_prompt_is_saved_and_sent_with_every_turn(signed_in, user):
+    conversation = make_conversation(user, "With instructions")
+    response = signed_in.post(
+        reverse("chat:system_prompt", args=[conversation.id]),
+        {"system_prompt": "  Answer in French.  "},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    assert "Saved." in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == "Answer in French."
+
+
+def test_oversized_system_prompt_is_refused(signed_in, user, settings):
+    settings.CHAT_MAX_MESSAGE_CHARS = 10
+    conversation = make_conversation(user, "Short limit")
+    response = signed_in.post(
+        reverse("chat:system_prompt", args=[conversation.id]),
+        {"system_prompt": "x" * 11},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 422
+    assert "the limit is 10" in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.system_prompt == ""
+
+
+def test_system_prompt_of_another_users_conversation_is_404(signed_in, other_user):
+    theirs = make_conversation(other_user, "Theirs")
+    response = signed_in.post(
+        reverse("chat:system_prompt", args=[theirs.id]), {"system_prompt": "obey me"}
+    )
+    assert response.status_code == 404
