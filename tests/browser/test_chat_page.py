@@ -9,12 +9,13 @@ from tests.browser.conftest import sign_up
 pytestmark = pytest.mark.browser
 
 
-def test_new_user_signs_up_and_sees_the_answer_stream(page):
+def test_new_user_signs_up_and_sees_the_answer_stream(strict_page):
+    page = strict_page
     username = sign_up(page)
     assert username in page.inner_text("header")
     page.click("text=Start a new chat")
     page.wait_for_selector("#composer-input")
-    page.wait_for_function("document.querySelector('#chat') && window.htmx")
+    page.wait_for_timeout(300)  # the socket opens
     page.fill("#composer-input", "Hello from the browser")
     page.keyboard.press("Enter")
 
@@ -46,3 +47,124 @@ def test_oversized_message_is_refused_in_the_page(page, settings):
     assert "the limit is 32,000" in notice.inner_text()
     assert page.locator(".msg").count() == 0
     assert page.input_value("#composer-input") == "x" * 32_001  # nothing lost
+
+
+def start_chat(page) -> None:
+    sign_up(page)
+    page.click("text=Start a new chat")
+    page.wait_for_function("window.htmx && document.querySelector('#composer-input')")
+    page.wait_for_selector("#messages")
+
+
+def ask(page, text: str) -> None:
+    page.fill("#composer-input", text)
+    page.keyboard.press("Enter")
+
+
+def last_answer(page):
+    return page.locator(".msg.assistant").last
+
+
+def test_stop_keeps_the_partial_answer_and_offers_continue(page):
+    start_chat(page)
+    ask(page, "sandbox-reply:400 a long answer please")
+    page.wait_for_selector("#stop-button")
+    page.wait_for_function(
+        "(document.querySelector('.msg.assistant .msg-text')?.innerText.length || 0) > 20"
+    )
+    page.click("#stop-button")
+    page.wait_for_selector(".msg.assistant.status-stopped")
+    stopped_text = last_answer(page).locator(".msg-text").inner_text()
+    assert stopped_text
+    page.click(".msg.assistant [data-action=continue]")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    assert last_answer(page).locator(".msg-text").inner_text().startswith(stopped_text[:20])
+    assert page.js_errors == []
+
+
+def test_continue_after_an_injected_mid_stream_fault(page):
+    start_chat(page)
+    ask(page, "sandbox-fault:error@5 tell me")
+    page.wait_for_selector(".msg.assistant.status-interrupted")
+    assert "overloaded" in last_answer(page).inner_text().lower()
+    page.click(".msg.assistant [data-action=continue]")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    assert page.locator(".msg.assistant").count() == 1
+
+
+def test_regenerate_replaces_the_answer(page):
+    start_chat(page)
+    ask(page, "First question")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    first_id = last_answer(page).get_attribute("id")
+    page.click(".msg.assistant [data-action=regenerate]")
+    page.wait_for_function(
+        f"document.querySelector('.msg.assistant.status-done') &&"
+        f" document.querySelector('.msg.assistant').id !== '{first_id}'",
+        timeout=30_000,
+    )
+    assert page.locator(".msg.assistant").count() == 1
+    assert page.locator(".msg.user").count() == 1
+
+
+def test_model_output_with_script_and_handlers_renders_inert(page):
+    start_chat(page)
+    page.evaluate("window.__pwned = 0")
+    hostile = (
+        '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
+        "[click](javascript:window.__pwned=3)"
+    )
+    ask(page, hostile)  # the sandbox echoes it back in the answer
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    answer = last_answer(page)
+    assert answer.locator("script").count() == 0
+    assert answer.locator("img").count() == 0
+    assert answer.locator("a[href^='javascript']").count() == 0
+    assert "<script>" in answer.inner_text()  # shown as text
+    assert page.evaluate("window.__pwned") == 0
+
+
+def test_two_tabs_both_stream(page, browser, daphne_server):
+    start_chat(page)
+    second = page.context.new_page()
+    second.goto(page.url)
+    second.wait_for_function("window.htmx && document.querySelector('#messages')")
+    second.wait_for_timeout(300)  # its socket is open
+    ask(page, "sandbox-reply:120 both tabs")
+    second.wait_for_selector(".msg.assistant.status-streaming", timeout=10_000)
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    second.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    first_text = last_answer(page).locator(".msg-text").inner_text()
+    assert last_answer(second).locator(".msg-text").inner_text() == first_text
+
+
+def test_reload_mid_answer_shows_the_text_so_far_then_the_rest(page):
+    start_chat(page)
+    ask(page, "sandbox-reply:300 keep streaming")
+    page.wait_for_function(
+        "(document.querySelector('.msg.assistant .msg-text')?.innerText.length || 0) > 30"
+    )
+    page.reload()
+    page.wait_for_selector(".msg.assistant.status-streaming", timeout=10_000)
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    text = last_answer(page).locator(".msg-text").inner_text()
+    assert text.startswith('You asked: "sandbox-reply:300 keep streaming"')
+    assert text.count("You asked:") == 1  # nothing repeated
+
+
+def test_the_page_resyncs_when_its_socket_reconnects_mid_answer(page):
+    start_chat(page)
+    ask(page, "sandbox-reply:300 survive a drop")
+    page.wait_for_function(
+        "(document.querySelector('.msg.assistant .msg-text')?.innerText.length || 0) > 30"
+    )
+    # Browsers cannot send the abnormal close codes (1006, 1012) after which htmx's ws
+    # extension reconnects by itself, so close the socket and run that same reconnect.
+    wrapper = "htmx.find('#chat')['htmx-internal-data'].webSocket"
+    page.evaluate(f"{wrapper}.socket.close(4000)")
+    page.wait_for_timeout(500)  # tokens stream on while the page is away
+    page.evaluate(f"{wrapper}.init()")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    text = last_answer(page).locator(".msg-text").inner_text()
+    assert text.startswith('You asked: "sandbox-reply:300 survive a drop"')
+    assert text.count("You asked:") == 1  # nothing lost, nothing repeated
