@@ -3,22 +3,28 @@
     ChatError                      message fit for a person, code for the wire, extra
     +-- InvalidInput               bad request from a door (empty, oversized, malformed)
     +-- NotFound                   a conversation or model that is not there (or not yours)
-    +-- ProviderError              anything a provider call ended with
-        +-- RateLimited            429 from the provider
+    +-- ProviderError              anything a provider call ended with; status, retry_after, usage
+        +-- RateLimited            429 / rate_limit_error
         +-- Overloaded             529 / overloaded_error
-        +-- Unavailable            5xx, connection failures
-        +-- ProviderTimeout        connect, first-token or idle timeout
+        +-- Unavailable            408, 5xx, connection failures
+        +-- ProviderTimeout        first-token or idle timeout, or the retry deadline
         +-- Rejected               400/404/413/422: the provider refused the request
         |   +-- ContextTooLong     the prompt does not fit the model's window
         +-- AuthenticationFailed   401/403: our key is wrong or lacks permission
-        +-- StreamInterrupted      the stream broke after it started
+        +-- StreamInterrupted      the connection broke after the answer had started
 
-Doors catch ChatError and show `message`; nothing else reaches a user.
+A ProviderError raised after tokens streamed carries `usage`: what the call used so far, with
+output tokens the provider did not report counted from the streamed text. Doors catch ChatError
+and show `message`; nothing else reaches a user.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+import copy
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from chat.providers.base import Usage
 
 # Every code used on the wire, listed once.
 CODES: Final = frozenset(
@@ -71,6 +77,32 @@ class ProviderError(ChatError):
     code = "provider_unavailable"
     retryable = False
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        usage: Usage | None = None,
+        retryable: bool | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message, code=code, **extra)
+        self.status = status
+        self.retry_after = retry_after
+        self.usage = usage
+        if retryable is not None:
+            self.retryable = retryable
+
+    def but(self, **changes: Any) -> ProviderError:
+        """A copy with some attributes changed (message, usage, retryable...)."""
+        clone = copy.copy(self)
+        for name, value in changes.items():
+            setattr(clone, name, value)
+        clone.args = (clone.message,)
+        return clone
+
 
 class RateLimited(ProviderError):
     """The provider rate-limited us (429)."""
@@ -87,7 +119,7 @@ class Overloaded(ProviderError):
 
 
 class Unavailable(ProviderError):
-    """The provider answered 5xx or could not be reached."""
+    """The provider answered 408 or 5xx, or could not be reached."""
 
     code = "provider_unavailable"
     retryable = True

@@ -69,3 +69,30 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+class ModelPrice(models.Model):
+    """An admin's price for one model, overriding the catalog's published default.
+
+    US dollars per million tokens; a blank field keeps the catalog's price. Read through an
+    in-process snapshot (chat/providers/pricing.py), never per token.
+    """
+
+    model_id = models.CharField("model", max_length=100, unique=True)
+    input = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    output = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_5m = models.DecimalField(
+        "cache write (5 min)", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    cache_write_1h = models.DecimalField(
+        "cache write (1 hour)", max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    cache_read = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True, help_text="Source and date of the price.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_id"]
+
+    def __str__(self) -> str:
+        return self.model_id

@@ -20,6 +20,9 @@ def redis_client() -> aioredis.Redis:
     if client is None:
         # Blocking reads (XREAD BLOCK) stay well under the socket timeout.
         client = _clients[loop] = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=15, health_check_interval=30
+            settings.REDIS_URL,
+            socket_connect_timeout=2,
+            socket_timeout=15,
+            health_check_interval=30,
         )
     return client

@@ -31,10 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-context", type=int, default=None, help="cap every model's context window"
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="record when each streamed delta is emitted; read it at GET /sandbox/trace",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     app = create_app(
-        tokens_per_second=args.tokens_per_second, ttft_ms=args.ttft_ms, max_context=args.max_context
+        tokens_per_second=args.tokens_per_second,
+        ttft_ms=args.ttft_ms,
+        max_context=args.max_context,
+        trace=args.trace,
     )
     # Bind first so --port 0 works and the announced port is the real one.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -23,6 +23,7 @@ from sandbox.faults import FAULT_HEADER, Fault, FaultSpecError, detect
 from sandbox.models import ANTHROPIC_MODELS, ModelSpec, anthropic_model
 from sandbox.state import bearer_key, new_id, parse_json_object, sandbox_of
 from sandbox.streaming import DropConnection, HangResponse, Pace, StreamResponse, paced
+from sandbox.trace import StreamTrace
 
 _STOP_REASONS = {"end": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence"}
 _STATUS_FAULTS = {
@@ -176,7 +177,12 @@ async def _messages(request: Request, start: float) -> Response:
     message_id = new_id("msg_")
     headers = {"request-id": new_id("req_")}
     if body.get("stream"):
-        events = _events(message_id, prompt, cache, reply, pace, fault)
+        trace = None
+        if sandbox.trace is not None:
+            trace = sandbox.trace.open(
+                id=message_id, provider="anthropic", model=prompt.model.id, question=prompt.question
+            )
+        events = _events(message_id, prompt, cache, reply, pace, fault, trace)
         return StreamResponse(events, headers={**headers, "cache-control": "no-cache"})
     return await _whole_message(message_id, prompt, cache, reply, pace, fault, headers)
 
@@ -239,6 +245,7 @@ async def _events(
     reply: replies.Reply,
     pace: Pace,
     fault: Fault | None,
+    trace: StreamTrace | None = None,
 ) -> AsyncIterator[bytes]:
     message = {
         "id": message_id,
@@ -261,9 +268,12 @@ async def _events(
         if fault and fault.kind in ("error", "drop") and sent >= fault.after:
             break
         delta = {"type": "text_delta", "text": piece.text}
-        yield _sse(
+        event = _sse(
             "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
         )
+        if trace is not None:
+            trace.record(piece)
+        yield event
         sent += piece.tokens
     if fault and fault.kind == "drop":
         raise DropConnection

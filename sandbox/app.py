@@ -10,6 +10,7 @@ from starlette.routing import Route
 from sandbox import anthropic_api, openai_api, tokens
 from sandbox.state import Sandbox, Settings
 from sandbox.streaming import quiet_dropped_connections
+from sandbox.trace import TraceLog, trace_endpoint
 
 
 def _is_anthropic(request: Request) -> bool:
@@ -37,9 +38,17 @@ def health(request: Request) -> Response:
 
 
 def create_app(
-    *, tokens_per_second: float = 40.0, ttft_ms: int = 300, max_context: int | None = None
+    *,
+    tokens_per_second: float = 40.0,
+    ttft_ms: int = 300,
+    max_context: int | None = None,
+    trace: bool = False,
 ) -> Starlette:
-    """Return the sandbox ASGI app with the given pacing and context cap."""
+    """Return the sandbox ASGI app with the given pacing and context cap.
+
+    trace=True records when each streamed delta is emitted and serves the record at
+    /sandbox/trace (see sandbox.trace); it is off by default.
+    """
     if tokens_per_second <= 0:
         raise ValueError("tokens_per_second must be positive")
     # Load the encoding now so the first request does not pay for it.
@@ -55,8 +64,10 @@ def create_app(
             Route("/health", health, methods=["GET"]),
         ]
     )
+    if trace:
+        app.router.routes.append(Route("/sandbox/trace", trace_endpoint, methods=["GET", "DELETE"]))
     settings = Settings(
         tokens_per_second=tokens_per_second, ttft_ms=ttft_ms, max_context=max_context
     )
-    app.state.sandbox = Sandbox(settings)
+    app.state.sandbox = Sandbox(settings, trace=TraceLog() if trace else None)
     return app

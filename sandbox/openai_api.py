@@ -21,6 +21,7 @@ from sandbox.openai_prompt import (
 )
 from sandbox.state import bearer_key, new_id, now_unix, parse_json_object, sandbox_of
 from sandbox.streaming import DropConnection, HangResponse, Pace, StreamResponse, paced
+from sandbox.trace import StreamTrace
 
 _FINISH_REASONS = {"end": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
@@ -144,8 +145,13 @@ async def _chat(request: Request, start: float) -> Response:
     if body.get("stream"):
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        trace = None
+        if sandbox.trace is not None:
+            trace = sandbox.trace.open(
+                id=completion_id, provider="openai", model=prompt.model.id, question=prompt.question
+            )
         chunks = _chunks(
-            completion_id, prompt, reply, pace, fault, usage if include_usage else None
+            completion_id, prompt, reply, pace, fault, usage if include_usage else None, trace
         )
         return StreamResponse(chunks, headers={**headers, "cache-control": "no-cache"})
     if fault and fault.kind == "error":
@@ -206,6 +212,7 @@ async def _chunks(
     pace: Pace,
     fault: Fault | None,
     usage: dict[str, object] | None,
+    trace: StreamTrace | None = None,
 ) -> AsyncIterator[bytes]:
     created = now_unix()
     # With include_usage every chunk carries "usage": null until the last one, as on the real API.
@@ -230,7 +237,10 @@ async def _chunks(
     async for piece in paced(reply.pieces, pace):
         if fault and fault.kind in ("error", "drop") and sent >= fault.after:
             break
-        yield chunk({"content": piece.text})
+        data = chunk({"content": piece.text})
+        if trace is not None:
+            trace.record(piece)
+        yield data
         sent += piece.tokens
     if fault and fault.kind == "drop":
         raise DropConnection

@@ -16,7 +16,10 @@ _STOP_TIMEOUT_SECONDS = 5.0
 
 
 class SandboxServer:
-    """A sandbox on a free local port, served by uvicorn in a daemon thread."""
+    """A sandbox on a free local port, served by uvicorn in a daemon thread.
+
+    trace=True records when each streamed delta is emitted (see sandbox.trace).
+    """
 
     def __init__(
         self,
@@ -26,9 +29,13 @@ class SandboxServer:
         max_context: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        trace: bool = False,
     ) -> None:
         self.app = create_app(
-            tokens_per_second=tokens_per_second, ttft_ms=ttft_ms, max_context=max_context
+            tokens_per_second=tokens_per_second,
+            ttft_ms=ttft_ms,
+            max_context=max_context,
+            trace=trace,
         )
         self.host = host
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

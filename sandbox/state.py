@@ -12,6 +12,7 @@ from starlette.requests import Request
 from sandbox.cache import AnthropicPromptCache, OpenAIPrefixCache
 from sandbox.faults import AttemptCounter, Fault
 from sandbox.streaming import Pace
+from sandbox.trace import TraceLog
 
 SLOW_TOKENS_PER_SECOND = 1.0
 
@@ -33,6 +34,8 @@ class Sandbox:
     anthropic_cache: AnthropicPromptCache = field(default_factory=AnthropicPromptCache)
     openai_cache: OpenAIPrefixCache = field(default_factory=OpenAIPrefixCache)
     attempts: AttemptCounter = field(default_factory=AttemptCounter)
+    # None unless tracing was asked for (sandbox.trace): benchmarks only.
+    trace: TraceLog | None = None
 
     def pace(self, *, start: float, fault: Fault | None) -> Pace:
         """Return the pacing for one reply (one token a second under the `slow` fault)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 ProviderName = Literal["anthropic", "openai"]
@@ -44,6 +46,10 @@ class ChatRequest:
     system: str = ""
     temperature: float | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # The conversation id: OpenAI's prompt_cache_key, so one conversation lands on one cache.
+    cache_key: str = ""
+    # Attached documents, sent after the system prompt and cached with it.
+    documents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +79,19 @@ class Provider(Protocol):
 
 
 def retry_after_seconds(exc: BaseException | None) -> float | None:
-    """The wait a provider asked for in retry-after-ms or retry-after, if any."""
+    """The wait a provider asked for in retry-after-ms or retry-after (seconds or a date)."""
     response: Any = getattr(exc, "response", None)
     if response is None:
         return None
+    headers = response.headers
     try:
-        if ms := response.headers.get("retry-after-ms"):
-            return float(ms) / 1000
-        if seconds := response.headers.get("retry-after"):
-            return float(seconds)
-    except ValueError:
+        if ms := headers.get("retry-after-ms"):
+            return max(0.0, float(ms) / 1000)
+        if value := headers.get("retry-after"):
+            if value.strip().isdigit() or "." in value:
+                return max(0.0, float(value))
+            when = parsedate_to_datetime(value)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    except (ValueError, TypeError):
         return None
     return None

@@ -1,12 +1,11 @@
-"""Which models the service offers, and which provider serves each.
+"""Which models the service offers, at what price, and which provider serves each.
 
-The provider-layer issue turns this into a priced catalog editable in admin; here it
-holds what the pipeline needs: the provider, the label and the size limits.
+The table (sizes, tokenizer, caching floor, published prices) is in chat/providers/specs.py;
+admin's price overrides are applied by chat/providers/pricing.py. A model is offered when its
+provider is configured (an API key or a base URL) and it has prices.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -14,26 +13,22 @@ from chat import errors
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.base import Provider, ProviderName
 from chat.providers.openai import OpenAIProvider
+from chat.providers.pricing import cost_micros, priced, prices_refresh
+from chat.providers.specs import BY_ID, MODELS, ModelInfo, Prices
 
+__all__ = [
+    "MODELS",
+    "ModelInfo",
+    "Prices",
+    "available_models",
+    "cost_micros",
+    "default_model",
+    "prices_refresh",
+    "provider_configured",
+    "provider_is_sandbox",
+    "resolve",
+]
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    id: str
-    provider: ProviderName
-    label: str
-    context_window: int
-    max_output: int
-
-
-MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("claude-sonnet-4-6", "anthropic", "Claude Sonnet 4.6", 200_000, 64_000),
-    ModelInfo("claude-haiku-4-5", "anthropic", "Claude Haiku 4.5", 200_000, 64_000),
-    ModelInfo("claude-opus-4-6", "anthropic", "Claude Opus 4.6", 200_000, 32_000),
-    ModelInfo("gpt-5-mini", "openai", "GPT-5 mini", 400_000, 128_000),
-    ModelInfo("gpt-5", "openai", "GPT-5", 400_000, 128_000),
-    ModelInfo("gpt-4.1-mini", "openai", "GPT-4.1 mini", 1_047_576, 32_768),
-)
-_BY_ID = {model.id: model for model in MODELS}
 _PROVIDERS: dict[ProviderName, Provider] = {
     "anthropic": AnthropicProvider(),
     "openai": OpenAIProvider(),
@@ -54,24 +49,32 @@ def provider_is_sandbox(name: ProviderName) -> bool:
 
 
 def available_models() -> list[ModelInfo]:
-    """Models whose provider is configured, in catalog order."""
-    return [model for model in MODELS if provider_configured(model.provider)]
+    """Models whose provider is configured and whose prices are known, in catalog order."""
+    offered = (priced(model) for model in MODELS if provider_configured(model.provider))
+    return [model for model in offered if model.prices is not None]
 
 
 def default_model() -> ModelInfo | None:
+    """The first available model, or None when no provider is configured."""
     models = available_models()
     return models[0] if models else None
 
 
 def resolve(model_id: str) -> tuple[ModelInfo, Provider]:
-    """The model and its provider, or a clear refusal."""
-    model = _BY_ID.get(model_id)
+    """The model (with its effective prices) and its provider, or a clear refusal."""
+    model = BY_ID.get(model_id)
     if model is None:
         raise errors.NotFound(f"Unknown model {model_id!r}.", code="model_unavailable")
     if not provider_configured(model.provider):
         raise errors.InvalidInput(
             f"{model.label} is not available: its provider is not configured "
             f"(set {model.provider.upper()}_API_KEY).",
+            code="model_unavailable",
+        )
+    model = priced(model)
+    if model.prices is None:
+        raise errors.InvalidInput(
+            f"{model.label} is not available yet: it has no price (an admin can set one).",
             code="model_unavailable",
         )
     return model, _PROVIDERS[model.provider]

@@ -33,7 +33,6 @@ from chat.providers.base import (
 )
 from chat.services import conversations
 
-
 TurnMode = Literal["send", "regenerate", "continue"]
 
 # Newer Claude models refuse an assistant prefill, so a continuation is asked for in a
