@@ -13,7 +13,8 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat import errors, fragments
+from budgets.services import budget_state
+from chat import errors, fragments, selectors
 from chat.frames import parse_browser_frame
 from chat.services import conversations, generations
 
@@ -80,6 +81,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except errors.ChatError as exc:
             await self.send_html(fragments.notice(exc.message))
+            if isinstance(exc, errors.Refused):
+                await self.send_budget()
 
     async def generation_started(self, event: dict[str, int]) -> None:
         """Group notice: a generation began in this conversation (from any tab or process)."""
@@ -119,8 +122,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     await self.send_html(fragments.delta(message_id, frame["text"]))
                 else:
                     await self.send_html(fragments.for_frame(frame))
+                if frame["type"] in generations.TERMINAL:
+                    await self.send_budget()
         except Exception:
             logger.exception("showing generation %s failed", message_id)
+
+    async def send_budget(self) -> None:
+        """The meter and the conversation's total, after a turn ends or is refused."""
+        state = await budget_state(user_id=self.scope["user"].id)
+        totals = await database_sync_to_async(selectors.conversation_totals)(
+            conversation_id=self.conversation.id
+        )
+        await self.send_html(fragments.budget_and_totals(state, totals))
 
     async def send_html(self, html: str) -> None:
         """Send a fragment if the page is still connected."""

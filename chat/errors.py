@@ -43,6 +43,11 @@ CODES: Final = frozenset(
         "context_too_long",
         "provider_auth_failed",
         "stream_interrupted",
+        # budgets: refusals before any provider call
+        "budget_exceeded",
+        "too_many_streams",
+        "budget_unavailable",
+        "model_not_allowed",
     }
 )
 
@@ -154,3 +159,9 @@ class StreamInterrupted(ProviderError):
     """The stream broke after it had started."""
 
     code = "stream_interrupted"
+
+
+class Refused(ChatError):
+    """The budget or a rate limit refused the turn before any provider call."""
+
+    code = "budget_exceeded"

@@ -54,10 +54,14 @@ def turn_ended(frame: dict[str, Any]) -> str:
         message.update(
             status=Message.Status.DONE,
             stop_reason=frame["stop_reason"],
-            input_tokens=usage["input_tokens"]
-            + usage["cache_write_tokens"]
-            + usage["cache_read_tokens"],
+            input_tokens=usage["input_tokens"],
+            cache_write_tokens=usage["cache_write_tokens"],
+            cache_read_tokens=usage["cache_read_tokens"],
             output_tokens=usage["output_tokens"],
+            cost_micros=frame["cost_micros"],
+            retries=frame["retries"],
+            cache_hit=frame["cache_hit"],
+            saved_micros=frame["saved_micros"],
             duration_ms=frame["duration_ms"],
         )
     elif frame["type"] == "stopped":
@@ -67,6 +71,14 @@ def turn_ended(frame: dict[str, Any]) -> str:
     return render_to_string(f"{TEMPLATE}#turn-ended", {"message": message, "streaming": False})
 
 
+def message_notice(message_id: int, text: str, *, level: str = "info") -> str:
+    """A line under a streaming answer: a retry wait, trimmed history, a shrunk reply."""
+    return (
+        f'<p id="msg-{message_id}-notice" hx-swap-oob="true" class="msg-notice {escape(level)}" '
+        f'role="status">{escape(text)}</p>'
+    )
+
+
 def for_frame(frame: dict[str, Any]) -> str:
     """The fragment for one generation frame."""
     kind = frame["type"]
@@ -74,12 +86,14 @@ def for_frame(frame: dict[str, Any]) -> str:
         raise ValueError("deltas are rendered by delta(), which needs the message id")
     if kind == "started":
         return turn_started(frame)
+    if kind == "retrying":
+        return message_notice(frame["message_id"], frame["message"] + "…", level="warn")
+    if kind == "notice":
+        return message_notice(frame["message_id"], frame["text"], level=frame["level"])
     return turn_ended(frame)
 
 
-def conversation_resync(
-    conversation: Conversation, *, live_id: int | None, live_text: str
-) -> str:
+def conversation_resync(conversation: Conversation, *, live_id: int | None, live_text: str) -> str:
     """Every message as stored, the live answer with its text so far: the page made whole."""
     messages = list(conversation.messages.all())
     for message in messages:
@@ -89,6 +103,11 @@ def conversation_resync(
     return render_to_string(
         f"{TEMPLATE}#resync", {"messages": messages, "streaming": live_id is not None}
     )
+
+
+def budget_and_totals(budget: object, totals: dict[str, int]) -> str:
+    """Today's budget meter and the conversation's running total, swapped in place."""
+    return render_to_string(f"{TEMPLATE}#budget-oob", {"budget": budget, "totals": totals})
 
 
 def notice(text: str, *, level: str = "error") -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
-from chat.models import Conversation
+from chat.models import Conversation, Message
 
 LIST_LIMIT = 200
 
@@ -16,3 +16,21 @@ def conversation_list(*, user_id: int, query: str = "") -> QuerySet[Conversation
     if query:
         conversations = conversations.filter(title__icontains=query)
     return conversations.order_by("-updated_at")[:LIST_LIMIT]
+
+
+def conversation_totals(*, conversation_id: object) -> dict[str, int]:
+    """What a conversation has used so far: tokens in and out, and cost in micro-dollars."""
+    totals = Message.objects.filter(conversation_id=conversation_id).aggregate(
+        input=Sum("input_tokens"),
+        cache_write=Sum("cache_write_tokens"),
+        cache_read=Sum("cache_read_tokens"),
+        output=Sum("output_tokens"),
+        cost=Sum("cost_micros"),
+    )
+    return {
+        "input_tokens": (totals["input"] or 0)
+        + (totals["cache_write"] or 0)
+        + (totals["cache_read"] or 0),
+        "output_tokens": totals["output"] or 0,
+        "cost_micros": totals["cost"] or 0,
+    }

@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from budgets.services import budget_state_sync
 from chat import errors, selectors
 from chat.frames import REPLY_LENGTHS
 from chat.models import Conversation
@@ -73,6 +74,8 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
         "selected_model": selected,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "reply_lengths": REPLY_LENGTHS,
+        "budget": budget_state_sync(user_id=request.user.id),
+        "totals": selectors.conversation_totals(conversation_id=conversation.id),
     }
     return render(request, "chat/conversation.html", context)
 

@@ -8,14 +8,24 @@ and the budget counters are rebuilt from the durable ledger when missing.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import redis
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def redis_server_binary() -> str:
@@ -69,7 +79,17 @@ class EmbeddedRedis:
             "--logfile", str(self.directory / "redis.log"),
             "--maxclients", "2000",
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Its output goes to its log file: an inherited stdout would keep a caller's pipe
+        # open after the caller exits. It dies with its parent (Linux), so a killed test
+        # run or launcher leaves no server behind.
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -105,8 +125,6 @@ class EmbeddedRedis:
 
 def main() -> None:
     """`python -m chatsite.embedded_redis DIR`: serve until Ctrl-C (for manual use)."""
-    import sys
-
     directory = Path(sys.argv[1] if len(sys.argv) > 1 else "var/redis")
     with EmbeddedRedis(directory) as server:
         print(f"embedded redis on {server.url}", flush=True)

@@ -72,7 +72,15 @@ def main() -> None:
         if needs_sandbox:
             sandbox_port = _free_port()
             sandbox = subprocess.Popen(
-                [sys.executable, "-m", "sandbox", "--port", str(sandbox_port), "--log-level", "warning"],
+                [
+                    sys.executable,
+                    "-m",
+                    "sandbox",
+                    "--port",
+                    str(sandbox_port),
+                    "--log-level",
+                    "warning",
+                ],
                 cwd=BASE_DIR,
                 start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
             )

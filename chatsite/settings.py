@@ -261,9 +261,12 @@ LLM_TIKTOKEN_CACHE_DIR = Path(
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_DEFAULT_MAX_TOKENS = env_int("CHAT_DEFAULT_MAX_TOKENS", 1024)
 # Deltas are coalesced into one frame per interval; the first goes out at once.
-CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.03)
+CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.01)
 # The growing answer is written to the database at most this often while streaming.
 CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 2.0)
+# Identical requests at temperature 0 are answered from Redis, free, for this long.
+CHAT_RESPONSE_CACHE = env_bool("CHAT_RESPONSE_CACHE", True)
+CHAT_RESPONSE_CACHE_SECONDS = env_int("CHAT_RESPONSE_CACHE_SECONDS", 86_400)
 
 # --- Budgets ----------------------------------------------------------------------------
 # Days reset at midnight in this zone.

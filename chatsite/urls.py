@@ -10,5 +10,6 @@ urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("budgets.urls")),
     path("", include("chat.urls")),
 ]

@@ -19,6 +19,28 @@ def collected_static(django_db_blocker):
     call_command("collectstatic", "--no-input", verbosity=0)
 
 
+@pytest.fixture(autouse=True)
+def clean_redis_keys():
+    """Budget counters, generations and cached answers of one test never leak into the next
+    (user ids repeat once the database is flushed). Only the project's keys are touched."""
+    import redis
+    from django.conf import settings
+
+    def flush() -> None:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            for pattern in ("budgets:*", "chat:gen:*", "chat:conv:*", "chat:rc:*"):
+                names = list(client.scan_iter(match=pattern, count=1000))
+                if names:
+                    client.delete(*names)
+        finally:
+            client.close()
+
+    flush()
+    yield
+    flush()
+
+
 @pytest.fixture(scope="session")
 def sandbox_server():
     """One sandbox for the session, fast enough that tests do not wait on pacing."""
@@ -68,7 +90,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3"):
         path = settings.VAR_DIR / f"test-db-{os.getpid()}.sqlite3"
-        database.setdefault("TEST", {})["NAME"] = str(path)
+        database.setdefault("TEST", {})["NAME"] = str(path)  # removed by tests.redis_plugin
 
 
 def live_env(sandbox) -> dict[str, str]:

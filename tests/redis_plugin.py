@@ -30,3 +30,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
 def pytest_unconfigure(config):
     if _server is not None:
         _server.stop()
+    # The file-based SQLite test database (see tests/conftest.py) and its WAL files.
+    var = Path(__file__).resolve().parent.parent / "var"
+    for path in var.glob(f"test-db-{os.getpid()}.sqlite3*"):
+        path.unlink(missing_ok=True)

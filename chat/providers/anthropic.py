@@ -123,8 +123,8 @@ def build_body(request: ChatRequest, *, cache: bool = True) -> dict[str, Any]:
     system = _system_blocks(request)
     if system:
         body["system"] = system
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
+    # The installed SDK's messages.create takes no temperature (current Claude models
+    # dropped sampling parameters), so none is sent; the response cache still keys on it.
     if not cache:
         return body
     model = specs.spec(request.model)

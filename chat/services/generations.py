@@ -33,7 +33,16 @@ from django.conf import settings
 
 from chat.models import Message
 from chat.redis import redis_client
-from chat.services.turns import Delta, Failed, Finished, Started, TurnMode, run_turn
+from chat.services.events import (
+    Delta,
+    Failed,
+    Finished,
+    Notice,
+    Retrying,
+    Started,
+    TurnMode,
+)
+from chat.services.turns import run_turn
 from chat.streaming import DeltaCoalescer
 
 logger = logging.getLogger(__name__)
@@ -94,7 +103,13 @@ class Snapshot:
 
 
 def _encode(event: object, **extra: object) -> bytes:
-    kind = {Started: "started", Finished: "finished", Failed: "failed"}[type(event)]
+    kind = {
+        Started: "started",
+        Finished: "finished",
+        Failed: "failed",
+        Notice: "notice",
+        Retrying: "retrying",
+    }[type(event)]
     payload = dataclasses.asdict(event)  # type: ignore[call-overload]
     return orjson.dumps({"type": kind, **payload, **extra}, default=str)
 
@@ -171,6 +186,9 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
                 if isinstance(event, Delta):
                     shown.append(event.text)
                     await coalescer.add(event.text)
+                elif isinstance(event, Notice | Retrying):
+                    await coalescer.flush()
+                    await _append(redis, key, message_id, _encode(event, message_id=message_id))
                 else:
                     await coalescer.flush()
                     await end(_encode(event, model=started.model))

@@ -1,21 +1,25 @@
 """The turn pipeline: one async service that every door drives.
 
-`run_turn` validates, stores the user's message before anything can fail, builds the
-provider request, streams the answer as typed events and records how it ended. Doors
-(the browser consumer, later the JSON websocket and the OpenAI-compatible API) only
-translate these events. The per-token loop does no synchronous work and no database
-write: the growing answer is saved by a background task at most every
-CHAT_PERSIST_INTERVAL seconds.
+    validate -> build the request (history, count, fit the context window, max_tokens)
+    -> reserve the budget (rate limit, tokens, cost; may shrink max_tokens)
+    -> store the turn -> Started -> response cache or provider (with retries)
+    -> Finished / Failed -> settle the reservation and write the usage ledger
+
+Nothing is stored and nothing reaches a provider when a check or the budget refuses:
+the refusal is raised (a ChatError) before the first event. Doors (the browser consumer,
+the JSON websocket and the OpenAI-compatible API) only translate the events. The
+per-token loop does no synchronous work and no database write: the growing answer is
+saved by a background task at most every CHAT_PERSIST_INTERVAL seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Literal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -23,99 +27,25 @@ from django.conf import settings
 from chat import errors
 from chat.models import Conversation, Message
 from chat.providers import catalog
-from chat.providers.base import (
-    ChatMessage,
-    ChatRequest,
-    Provider,
-    StreamEnd,
-    TextDelta,
-    Usage,
+from chat.providers.base import ChatRequest, Provider, StreamEnd, TextDelta, Usage
+from chat.providers.context import fit_to_context
+from chat.providers.retry import Retrying, stream_with_retries
+from chat.providers.specs import ModelInfo
+from chat.providers.tokens import count_prompt_tokens, estimate_output_tokens
+from chat.services import accounting, conversations, prompts, response_cache
+from chat.services.accounting import Outcome
+from chat.services.events import (
+    Delta,
+    Failed,
+    Finished,
+    Notice,
+    Started,
+    TurnEvent,
+    TurnMode,
 )
-from chat.services import conversations
+from chat.services.prompts import validate_text
 
-TurnMode = Literal["send", "regenerate", "continue"]
-
-# Newer Claude models refuse an assistant prefill, so a continuation is asked for in a
-# user turn that follows the partial answer.
-CONTINUE_INSTRUCTION = (
-    "Your previous answer was cut off. Continue it exactly where it stopped, "
-    "without repeating anything and without any preamble."
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """The turn is stored and its answer has a placeholder (or, to continue, is reopened)."""
-
-    conversation_id: uuid.UUID
-    user_message_id: int
-    assistant_message_id: int
-    model: str
-    user_text: str
-    mode: TurnMode = "send"
-    replaced_message_ids: tuple[int, ...] = ()
-    prefix: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """More of the answer's text."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """The answer is complete."""
-
-    message_id: int
-    content: str
-    stop_reason: str
-    usage: Usage
-    time_to_first_token_ms: int | None
-    duration_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """The provider call failed; any partial text is kept on the message."""
-
-    message_id: int
-    content: str
-    status: str
-    code: str
-    message: str
-
-
-TurnEvent = Started | Delta | Finished | Failed
-
-
-def validate_text(text: object) -> str:
-    """The message text, or a specific refusal (empty, not text, too long)."""
-    if not isinstance(text, str):
-        raise errors.InvalidInput("The message must be text.", code="invalid_request")
-    stripped = text.strip()
-    if not stripped:
-        raise errors.InvalidInput("Type a message before sending.", code="message_empty")
-    limit = settings.CHAT_MAX_MESSAGE_CHARS
-    if len(stripped) > limit:
-        raise errors.InvalidInput(
-            f"That message is {len(stripped):,} characters; the limit is {limit:,}.",
-            code="message_too_long",
-            limit=limit,
-        )
-    return stripped
-
-
-def _merge_turns(history: list[tuple[str, str]]) -> tuple[ChatMessage, ...]:
-    """Join consecutive messages of one role (a failed answer leaves two user turns)."""
-    merged: list[ChatMessage] = []
-    for role, content in history:
-        if merged and merged[-1].role == role:
-            merged[-1] = ChatMessage(role, f"{merged[-1].content}\n\n{content}")  # type: ignore[arg-type]
-        else:
-            merged.append(ChatMessage(role, content))  # type: ignore[arg-type]
-    return tuple(merged)
+__all__ = ["Delta", "Failed", "Finished", "Notice", "Retrying", "Started", "run_turn"]
 
 
 async def run_turn(
@@ -126,45 +56,84 @@ async def run_turn(
     mode: TurnMode = "send",
     model: str | None = None,
     max_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> AsyncIterator[TurnEvent]:
     """Run one turn and yield its events; raises ChatError before anything is stored.
 
     `send` answers a new message; `regenerate` answers the last user message again
-    (replacing the answers after it; also the Retry after a failure); `continue` streams
-    the rest of a stopped or interrupted answer into the same message.
+    (replacing the answers after it, bypassing the response cache; also the Retry after
+    a failure); `continue` streams the rest of a stopped or interrupted answer into it.
     """
-    if mode == "send":
-        text = validate_text(text)
+    text = validate_text(text) if mode == "send" else ""
     conversation = await sync_to_async(conversations.conversation_get_for_user)(
         user_id=user_id, conversation_id=conversation_id
     )
     model_id = model or conversation.model or getattr(catalog.default_model(), "id", "")
     model_info, provider = catalog.resolve(model_id)
-    started = await sync_to_async(_prepare)(conversation, mode, str(text), model_info.id)
+    turns, prefix = await sync_to_async(prompts.prompt_turns)(
+        conversation=conversation, mode=mode, text=text
+    )
+    request = prompts.build_request(
+        conversation=conversation,
+        model=model_info,
+        turns=turns,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
+    prompt_tokens = await count_prompt_tokens(model_info, request)
+    fit = fit_to_context(model_info, request, prompt_tokens)
+    reservation = await accounting.reserve(
+        user_id=user_id,
+        model=model_info,
+        prompt_tokens=fit.prompt_tokens,
+        max_tokens=fit.request.max_tokens,
+    )
+    request = dataclasses.replace(fit.request, max_tokens=reservation.max_tokens)
+    try:
+        started = await sync_to_async(_prepare)(conversation, mode, text, model_info.id)
+    except BaseException:
+        await accounting.release(reservation)
+        raise
     yield started
+    if fit.dropped_turns:
+        yield Notice(
+            f"The conversation is longer than {model_info.label} can read at once: the "
+            f"{fit.dropped_turns} oldest messages were left out of this answer.",
+            level="warn",
+        )
+    if reservation.notice:
+        yield Notice(reservation.notice, level="warn")
 
-    history = await sync_to_async(conversations.history_for_prompt)(
-        conversation=conversation, before_id=started.assistant_message_id
+    answer = _Answer(
+        model=model_info,
+        message_id=started.assistant_message_id,
+        prompt_tokens=fit.prompt_tokens,
+        prefix=prefix,
     )
-    turns = list(history)
-    if mode == "continue":
-        # For every provider alike: OpenAI would take a trailing assistant turn, but the
-        # instruction works everywhere and keeps one behaviour to test.
-        turns += [("assistant", started.prefix), ("user", CONTINUE_INSTRUCTION)]
-    request = ChatRequest(
-        model=model_info.id,
-        messages=_merge_turns(turns),
-        max_tokens=min(max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS, model_info.max_output),
-        system=conversation.system_prompt,
-    )
-    async for event in _stream_answer(
-        provider, request, started.assistant_message_id, prefix=started.prefix
-    ):
-        yield event
+    settled = False
+
+    async def settle() -> None:
+        nonlocal settled
+        if not settled:
+            settled = True
+            await accounting.settle_and_record(
+                reservation=reservation,
+                conversation_id=conversation.id,
+                message_id=started.assistant_message_id,
+                outcome=answer.outcome(),
+            )
+
+    try:
+        async for event in _answer(provider, request, answer, bypass_cache=mode != "send"):
+            if isinstance(event, Finished | Failed):
+                await settle()  # before the end is shown, so the meter that follows is true
+            yield event
+    finally:
+        await asyncio.shield(settle())  # stopped, or the caller went away
 
 
 def _prepare(conversation: Conversation, mode: TurnMode, text: str, model: str) -> Started:
-    """Store what the turn needs before any provider call (sync, one transaction)."""
+    """Store what the turn needs, once the budget agreed (sync, one transaction)."""
     if mode == "send":
         user_message, answer = conversations.turn_messages_create(
             conversation=conversation, text=text, model=model
@@ -185,73 +154,206 @@ def _prepare(conversation: Conversation, mode: TurnMode, text: str, model: str) 
     )  # fmt: skip
 
 
-async def _stream_answer(
-    provider: Provider, request: ChatRequest, message_id: int, *, prefix: str = ""
+@dataclasses.dataclass
+class _Answer:
+    """The answer as it grows, and what it has used: enough to settle at any ending."""
+
+    model: ModelInfo
+    message_id: int
+    prompt_tokens: int
+    prefix: str = ""
+    parts: list[str] = dataclasses.field(default_factory=list)
+    usage: Usage | None = None
+    status: str = "stopped"
+    retries: int = 0
+    cache_hit: bool = False
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        return self.prefix + "".join(self.parts)
+
+    @property
+    def new_text(self) -> str:
+        return "".join(self.parts)
+
+    def ttft_ms(self) -> int | None:
+        if self.first_token_at is None:
+            return None
+        return _ms(self.first_token_at - self.started_at)
+
+    def duration_ms(self) -> int:
+        return _ms(time.monotonic() - self.started_at)
+
+    def outcome(self) -> Outcome:
+        """What to settle and record: reported usage, or an estimate when cut short."""
+        usage = self.usage
+        if usage is None:
+            # Stopped (or failed without a report): the provider has read the prompt if
+            # anything came back, and produced what we saw.
+            output = estimate_output_tokens(self.model, self.new_text) if self.parts else 0
+            usage = Usage(
+                input_tokens=self.prompt_tokens if self.parts else 0, output_tokens=output
+            )
+        cost = 0 if self.cache_hit else accounting.call_cost(self.model, usage)
+        return Outcome(
+            usage=Usage() if self.cache_hit else usage,
+            cost_micros=cost,
+            outcome="cache_hit" if self.cache_hit else self.status,
+            time_to_first_token_ms=self.ttft_ms(),
+            duration_ms=self.duration_ms(),
+            retries=self.retries,
+            cache_hit=self.cache_hit,
+        )
+
+
+async def _answer(
+    provider: Provider, request: ChatRequest, answer: _Answer, *, bypass_cache: bool
+) -> AsyncIterator[TurnEvent]:
+    """The response cache when it has the answer, else the provider (storing its answer)."""
+    key = response_cache.cache_key(request)
+    if key is None:
+        async for event in _stream(provider, request, answer):
+            yield event
+        return
+    cached = None if bypass_cache else await response_cache.lookup(key)
+    if cached is None and not bypass_cache and not await response_cache.claim(key):
+        cached = await response_cache.wait_for(key)  # an identical call is under way
+    if cached is not None:
+        async for event in _replay(cached, answer):
+            yield event
+        return
+    finished: Finished | None = None
+    try:
+        async for event in _stream(provider, request, answer):
+            if isinstance(event, Finished):
+                finished = event
+            yield event
+    finally:
+        if finished is not None and finished.stop_reason not in {"max_tokens", "length"}:
+            await response_cache.store(
+                key,
+                content=finished.content,
+                stop_reason=finished.stop_reason,
+                usage=finished.usage,
+                cost=finished.cost_micros,
+            )
+        else:
+            await response_cache.release(key)
+
+
+async def _replay(cached: response_cache.CachedAnswer, answer: _Answer) -> AsyncIterator[TurnEvent]:
+    """Answer from the cache at once; it costs nothing and is recorded as a cache hit."""
+    answer.cache_hit = True
+    answer.first_token_at = time.monotonic()
+    answer.parts.append(cached.content)
+    answer.status = "finished"
+    yield Delta(cached.content)
+    await sync_to_async(conversations.message_finish)(
+        message_id=answer.message_id,
+        status=Message.Status.DONE,
+        content=answer.text,
+        stop_reason=cached.stop_reason,
+        cache_hit=True,
+        time_to_first_token_ms=answer.ttft_ms(),
+        duration_ms=answer.duration_ms(),
+    )
+    yield Finished(
+        answer.message_id, answer.text, cached.stop_reason, Usage(), answer.ttft_ms(),
+        answer.duration_ms(), cost_micros=0, cache_hit=True, saved_micros=cached.cost_micros,
+    )  # fmt: skip
+
+
+async def _stream(
+    provider: Provider, request: ChatRequest, answer: _Answer
 ) -> AsyncIterator[TurnEvent]:
     """Stream the provider's answer, saving it on a timer; record how it ended."""
-    parts: list[str] = [prefix] if prefix else []
-    started_at = time.monotonic()
-    first_token_at: float | None = None
-    last_saved = started_at
+    last_saved = answer.started_at
     saving: asyncio.Task[None] | None = None
     save_partial = sync_to_async(conversations.message_save_partial)
     finish = sync_to_async(conversations.message_finish)
     try:
-        async for event in provider.stream(request):
-            if isinstance(event, TextDelta):
-                if first_token_at is None:
-                    first_token_at = time.monotonic()
-                parts.append(event.text)
-                yield Delta(event.text)
-                now = time.monotonic()
-                if now - last_saved >= settings.CHAT_PERSIST_INTERVAL and (
-                    saving is None or saving.done()
-                ):
-                    last_saved = now
-                    saving = asyncio.create_task(
-                        save_partial(message_id=message_id, content="".join(parts))
+        async with contextlib.aclosing(
+            stream_with_retries(provider, request, model_label=answer.model.provider_label)
+        ) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if answer.first_token_at is None:
+                        answer.first_token_at = time.monotonic()
+                    answer.parts.append(event.text)
+                    yield Delta(event.text)
+                    now = time.monotonic()
+                    if now - last_saved >= settings.CHAT_PERSIST_INTERVAL and (
+                        saving is None or saving.done()
+                    ):
+                        last_saved = now
+                        saving = asyncio.create_task(
+                            save_partial(message_id=answer.message_id, content=answer.text)
+                        )
+                elif isinstance(event, Retrying):
+                    answer.retries += 1
+                    yield event
+                elif isinstance(event, StreamEnd):
+                    answer.usage, answer.status = event.usage, "finished"
+                    await _settle(saving)
+                    await finish(
+                        message_id=answer.message_id,
+                        status=Message.Status.DONE,
+                        content=answer.text,
+                        stop_reason=event.stop_reason,
+                        input_tokens=event.usage.input_tokens,
+                        cache_write_tokens=event.usage.cache_write_tokens,
+                        cache_read_tokens=event.usage.cache_read_tokens,
+                        output_tokens=event.usage.output_tokens,
+                        cost_micros=(cost := accounting.call_cost(answer.model, event.usage)),
+                        retries=answer.retries,
+                        time_to_first_token_ms=answer.ttft_ms(),
+                        duration_ms=answer.duration_ms(),
                     )
-            elif isinstance(event, StreamEnd):
-                content = "".join(parts)
-                ttft = _ms(first_token_at - started_at) if first_token_at else None
-                duration = _ms(time.monotonic() - started_at)
-                await _settle(saving)
-                await finish(
-                    message_id=message_id,
-                    status=Message.Status.DONE,
-                    content=content,
-                    stop_reason=event.stop_reason,
-                    input_tokens=event.usage.input_tokens,
-                    cache_write_tokens=event.usage.cache_write_tokens,
-                    cache_read_tokens=event.usage.cache_read_tokens,
-                    output_tokens=event.usage.output_tokens,
-                    time_to_first_token_ms=ttft,
-                    duration_ms=duration,
-                )
-                yield Finished(message_id, content, event.stop_reason, event.usage, ttft, duration)
+                    yield Finished(
+                        answer.message_id, answer.text, event.stop_reason, event.usage,
+                        answer.ttft_ms(), answer.duration_ms(), cost_micros=cost,
+                        retries=answer.retries,
+                        saved_micros=accounting.cache_savings(answer.model, event.usage),
+                    )  # fmt: skip
     except errors.ProviderError as exc:
-        content = "".join(parts)
-        status = Message.Status.INTERRUPTED if content else Message.Status.FAILED
+        answer.usage = exc.usage
+        answer.status = "interrupted" if answer.text else "failed"
         await _settle(saving)
+        outcome = answer.outcome()
         await finish(
-            message_id=message_id,
-            status=status,
-            content=content,
+            message_id=answer.message_id,
+            status=answer.status,
+            content=answer.text,
             error_code=exc.code,
             error_message=exc.message,
-            duration_ms=_ms(time.monotonic() - started_at),
+            input_tokens=outcome.usage.input_tokens,
+            cache_write_tokens=outcome.usage.cache_write_tokens,
+            cache_read_tokens=outcome.usage.cache_read_tokens,
+            output_tokens=outcome.usage.output_tokens,
+            cost_micros=outcome.cost_micros,
+            retries=answer.retries,
+            duration_ms=answer.duration_ms(),
         )
-        yield Failed(message_id, content, status, exc.code, exc.message)
+        yield Failed(
+            answer.message_id, answer.text, answer.status, exc.code, exc.message,
+            usage=outcome.usage, cost_micros=outcome.cost_micros,
+        )  # fmt: skip
     except (asyncio.CancelledError, GeneratorExit):
-        # Stopped by the user (or the server shutting down): keep what arrived.
-        content = "".join(parts)
+        # Stopped by the person (or the server shutting down): keep what arrived.
+        answer.status = "stopped"
+        outcome = answer.outcome()
         await asyncio.shield(
             finish(
-                message_id=message_id,
+                message_id=answer.message_id,
                 status=Message.Status.STOPPED,
-                content=content,
+                content=answer.text,
                 stop_reason="stopped",
-                duration_ms=_ms(time.monotonic() - started_at),
+                input_tokens=outcome.usage.input_tokens,
+                output_tokens=outcome.usage.output_tokens,
+                cost_micros=outcome.cost_micros,
+                duration_ms=answer.duration_ms(),
             )
         )
         raise

@@ -104,7 +104,7 @@
 
   // Times sent in UTC (budget resets) are shown in the reader's own time zone.
   function localiseTimes(root) {
-    root.querySelectorAll("time.local[datetime]").forEach(function (el) {
+    root.querySelectorAll("time.local[datetime], [data-budget-meter] time[datetime]").forEach(function (el) {
       var when = new Date(el.getAttribute("datetime"));
       if (!isNaN(when)) el.textContent = when.toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" });
     });

@@ -8,6 +8,7 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from budgets.services import budget_state
 from chat.models import Conversation, Message
 from chatsite.asgi import application
 
@@ -33,9 +34,12 @@ async def open_socket(conversation, cookie: bytes) -> WebsocketCommunicator:
 
 
 async def receive_until(ws: WebsocketCommunicator, marker: str, limit: int = 500) -> list[str]:
+    """Frames up to the one holding `marker`; the budget meter's updates are skipped."""
     frames = []
     for _ in range(limit):
         frame = await ws.receive_from(timeout=10)
+        if 'id="budget-bar"' in frame and marker not in frame:
+            continue
         frames.append(frame)
         if marker in frame:
             return frames
@@ -226,3 +230,47 @@ async def test_an_unhashable_action_is_refused_clearly(providers, user, session_
     finally:
         await ws.disconnect()
     assert "Unknown action" in reply
+
+
+async def test_budget_refusal_shows_why_and_when_it_resets_and_stores_nothing(
+    providers, user, session_cookie
+):
+    from budgets.models import Plan, Quota
+
+    plan = await Plan.objects.acreate(
+        name="tiny", daily_tokens=10, requests_per_minute=100, concurrent_streams=5,
+        max_output_tokens=4096,
+    )  # fmt: skip
+    await Quota.objects.aupdate_or_create(user=user, defaults={"plan": plan})
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        await ws.send_to(text_data=send("Anything?"))
+        notice = await ws.receive_from(timeout=5)
+        meter = await ws.receive_from(timeout=5)
+    finally:
+        await ws.disconnect()
+    assert 'id="notice"' in notice
+    assert "resets" in notice
+    assert 'id="budget-bar"' in meter
+    assert await Message.objects.filter(conversation=conversation).acount() == 0
+
+
+async def test_the_meter_and_conversation_total_update_after_a_turn(
+    providers, user, session_cookie
+):
+    conversation = await Conversation.objects.acreate(user=user)
+    ws = await open_socket(conversation, session_cookie)
+    try:
+        await ws.send_to(text_data=send("Meter me"))
+        await receive_until(ws, "assistant status-done")
+        meter = await ws.receive_from(timeout=5)
+    finally:
+        await ws.disconnect()
+    answer = await Message.objects.aget(conversation=conversation, role="assistant")
+    total = answer.input_tokens + answer.output_tokens
+    state = await budget_state(user_id=user.id)
+    assert state.tokens_used == total
+    assert 'id="budget-bar"' in meter
+    assert f"This conversation: {total} tokens" in meter
+    assert f"{total:,} of {state.tokens_limit:,} tokens today" in meter

@@ -1,0 +1,89 @@
+"""Usage reports for the pages: ledger rows shaped into tables and charts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.utils import timezone
+
+from budgets import charts, selectors
+from budgets.days import budget_day
+from budgets.models import MICROS_PER_USD
+
+DAYS = 30
+
+
+def _series(rows: list[dict], days: list[dt.date], metric: str) -> dict[str, list[float]]:
+    """Per model, the metric for each day; models beyond the palette are summed as 'other'."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row["model"]] = totals.get(row["model"], 0) + row["tokens"]
+    ranked = sorted(totals, key=lambda m: -totals[m])
+    keep = ranked[: charts.MAX_SERIES - 1] if len(ranked) > charts.MAX_SERIES else ranked
+    index = {day: i for i, day in enumerate(days)}
+    series: dict[str, list[float]] = {m: [0.0] * len(days) for m in keep}
+    for row in rows:
+        name = row["model"] if row["model"] in series else "other"
+        series.setdefault(name, [0.0] * len(days))
+        i = index.get(row["day"])
+        if i is not None:
+            series[name][i] += float(row[metric] or 0)
+    return series
+
+
+def _by_model(rows: list[dict]) -> list[dict]:
+    merged: dict[str, dict] = {}
+    for row in rows:
+        entry = merged.setdefault(
+            row["model"], {"model": row["model"], "tokens": 0, "cost_micros": 0, "calls": 0}
+        )
+        for name in ("tokens", "cost_micros", "calls"):
+            entry[name] += int(row[name] or 0)
+    result = sorted(merged.values(), key=lambda e: -e["tokens"])
+    for entry in result:
+        entry["cost_usd"] = Decimal(entry["cost_micros"]) / MICROS_PER_USD
+    return result
+
+
+def usage_report(*, user_id: int | None, now: dt.datetime | None = None, days: int = DAYS) -> dict:
+    """Today and the last `days` days by model (one user, or everyone when user_id is None)."""
+    today = budget_day(now or timezone.now())
+    day_list = [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
+    rows = selectors.usage_by_day_and_model(since=day_list[0], until=today, user_id=user_id)
+    today_rows = [row for row in rows if row["day"] == today]
+    period = _by_model(rows)
+    return {
+        "today": today,
+        "today_by_model": _by_model(today_rows),
+        "period_by_model": period,
+        "period_tokens": sum(e["tokens"] for e in period),
+        "period_cost_usd": sum((e["cost_usd"] for e in period), Decimal(0)),
+        "tokens_chart": charts.stacked_columns(
+            title=f"Tokens per day by model, last {days} days",
+            days=day_list,
+            series=_series(rows, day_list, "tokens"),
+            fmt=charts.format_tokens,
+        ),
+        "cost_chart": charts.stacked_columns(
+            title=f"Cost per day by model, last {days} days",
+            days=day_list,
+            series=_series(rows, day_list, "cost_micros"),
+            fmt=charts.format_usd_micros,
+        ),
+    }
+
+
+def top_users_report(*, now: dt.datetime | None = None, limit: int = 10) -> dict:
+    today = budget_day(now or timezone.now())
+    users = selectors.top_users_on(day=today, limit=limit)
+    for entry in users:
+        entry["cost_usd"] = Decimal(entry["cost_micros"] or 0) / MICROS_PER_USD
+    return {
+        "top_users": users,
+        "top_users_chart": charts.horizontal_bars(
+            title="Top users today by tokens",
+            items=[(u["username"] or f"#{u['user_id']}", float(u["tokens"] or 0)) for u in users],
+            fmt=charts.format_tokens,
+        ),
+    }

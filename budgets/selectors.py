@@ -1,0 +1,160 @@
+"""Reads: a user's quota and effective limits, and sums over the usage ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+
+from budgets.days import budget_zone, day_bounds
+from budgets.models import MICROS_PER_USD, Plan, Quota, UsageRecord
+
+TOTAL_TOKENS = (
+    F("input_tokens") + F("cache_write_tokens") + F("cache_read_tokens") + F("output_tokens")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A user's effective limits: the plan's, overridden per user, with today's extra."""
+
+    plan_name: str
+    daily_tokens: int
+    daily_cost_micros: int | None
+    requests_per_minute: int
+    concurrent_streams: int
+    max_output_tokens: int
+    allowed_models: tuple[str, ...]
+    extra_tokens: int
+    extra_tokens_day: dt.date | None
+    usage_reset_at: dt.datetime | None
+
+    def tokens_limit_on(self, day: dt.date) -> int:
+        extra = self.extra_tokens if self.extra_tokens_day == day else 0
+        return self.daily_tokens + extra
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+
+def default_plan() -> Plan:
+    """The default plan (recreated if someone managed to remove it)."""
+    plan = Plan.objects.filter(is_default=True).first()
+    if plan is None:
+        plan, _ = Plan.objects.get_or_create(name="Default")
+        Plan.objects.filter(pk=plan.pk).update(is_default=True)
+        plan.is_default = True
+    return plan
+
+
+def quota_for_user(*, user_id: int) -> Quota:
+    """The user's quota, created on the default plan the first time it is asked for."""
+    quota = Quota.objects.select_related("plan").filter(user_id=user_id).first()
+    if quota is not None:
+        return quota
+    if not get_user_model().objects.filter(pk=user_id).exists():
+        raise ValueError(f"There is no user with id {user_id}.")
+    quota, _ = Quota.objects.select_related("plan").get_or_create(
+        user_id=user_id, defaults={"plan": default_plan()}
+    )
+    return quota
+
+
+def _micros(usd: Decimal | None) -> int | None:
+    return None if usd is None else int(usd * MICROS_PER_USD)
+
+
+def limits_for_quota(quota: Quota) -> Limits:
+    plan = quota.plan
+
+    def pick(name: str):
+        value = getattr(quota, name)
+        return getattr(plan, name) if value is None else value
+
+    return Limits(
+        plan_name=plan.name,
+        daily_tokens=pick("daily_tokens"),
+        daily_cost_micros=_micros(pick("daily_cost_usd")),
+        requests_per_minute=pick("requests_per_minute"),
+        concurrent_streams=pick("concurrent_streams"),
+        max_output_tokens=pick("max_output_tokens"),
+        allowed_models=tuple(plan.allowed_model_list),
+        extra_tokens=quota.extra_tokens,
+        extra_tokens_day=quota.extra_tokens_day,
+        usage_reset_at=quota.usage_reset_at,
+    )
+
+
+def limits_for_user(*, user_id: int) -> Limits:
+    return limits_for_quota(quota_for_user(user_id=user_id))
+
+
+def counted_records(*, user_id: int, day: dt.date) -> QuerySet[UsageRecord]:
+    """The ledger rows that count against a user's budget on `day`.
+
+    Cache hits charge nothing; rows before an admin's "reset today's use" no longer count.
+    """
+    start, end = day_bounds(day)
+    reset_at = (
+        Quota.objects.filter(user_id=user_id).values_list("usage_reset_at", flat=True).first()
+    )
+    if reset_at is not None and start <= reset_at < end:
+        start = reset_at
+    return UsageRecord.objects.filter(
+        user_id=user_id, created_at__gte=start, created_at__lt=end, cache_hit=False
+    )
+
+
+def ledger_day_entries(*, user_id: int, day: dt.date) -> list[tuple[str, int, int]]:
+    """(request_id, tokens, cost_micros) of each counted row, for a rebuild."""
+    rows = counted_records(user_id=user_id, day=day).annotate(total=TOTAL_TOKENS)
+    return [
+        (r, int(t), int(c)) for r, t, c in rows.values_list("request_id", "total", "cost_micros")
+    ]
+
+
+def ledger_day_totals(*, user_id: int, day: dt.date) -> tuple[int, int]:
+    """(tokens, cost_micros) the ledger counts against the user on `day`."""
+    sums = counted_records(user_id=user_id, day=day).aggregate(
+        t=Sum(TOTAL_TOKENS), c=Sum("cost_micros")
+    )
+    return int(sums["t"] or 0), int(sums["c"] or 0)
+
+
+def users_with_usage_on(*, day: dt.date) -> list[int]:
+    start, end = day_bounds(day)
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, user__isnull=False)
+    return sorted(set(rows.values_list("user_id", flat=True)))
+
+
+def usage_by_day_and_model(
+    *, since: dt.date, until: dt.date, user_id: int | None = None
+) -> list[dict]:
+    """Rows of {day, model, tokens, cost_micros, calls} between two budget days inclusive."""
+    start, _ = day_bounds(since)
+    _, end = day_bounds(until)
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    return list(
+        rows.annotate(day=TruncDate("created_at", tzinfo=budget_zone()))
+        .values("day", "model")
+        .annotate(tokens=Sum(TOTAL_TOKENS), cost_micros=Sum("cost_micros"), calls=Count("pk"))
+        .order_by("day", "model")
+    )
+
+
+def top_users_on(*, day: dt.date, limit: int = 10) -> list[dict]:
+    """The users who used the most tokens on `day`: {user_id, username, tokens, cost_micros}."""
+    start, end = day_bounds(day)
+    return list(
+        UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, user__isnull=False)
+        .values("user_id", username=F("user__username"))
+        .annotate(tokens=Sum(TOTAL_TOKENS), cost_micros=Sum("cost_micros"), calls=Count("pk"))
+        .filter(~Q(tokens=0) | ~Q(cost_micros=0))
+        .order_by("-tokens")[:limit]
+    )

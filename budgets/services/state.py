@@ -1,0 +1,106 @@
+"""Today's use against the limits, for the meter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.utils import timezone
+
+from budgets import keys
+from budgets.days import day_key, resets_at
+from budgets.services.counters import ATTEMPTS, prepare
+from budgets.services.types import BudgetState
+from budgets.store import STORE_ERRORS, AsyncStore, async_store
+
+logger = logging.getLogger(__name__)
+
+
+def _check_user_id(user_id: object) -> None:
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id <= 0:
+        raise ValueError(f"user_id must be a positive whole number, not {user_id!r}.")
+
+
+def unavailable_state(user_id: int, now: dt.datetime | None = None) -> BudgetState:
+    now = now or timezone.now()
+    return BudgetState(
+        user_id=user_id,
+        day=day_key(now),
+        tokens_used=0,
+        tokens_limit=0,
+        cost_used_micros=0,
+        cost_limit_micros=None,
+        resets_at=resets_at(now),
+        available=False,
+    )
+
+
+def _int(mapping: dict[str, str], name: str) -> int:
+    return int(mapping.get(name) or 0)
+
+
+async def state_read(store: AsyncStore, *, user_id: int) -> BudgetState:
+    now = timezone.now()
+    day = day_key(now)
+    scope = keys.user_scope(user_id)
+    for _ in range(ATTEMPTS):
+        async with store.client.pipeline(transaction=False) as pipe:
+            pipe.get(keys.GEN_KEY)
+            pipe.hgetall(keys.limits_key(scope))
+            pipe.hgetall(keys.used_key(scope, day))
+            gen, limits, used = await pipe.execute()
+        needs = []
+        if limits.get("gen") != (gen or "0"):
+            needs.append("limits:0")
+        if "seeded" not in used:
+            needs.append("used:0")
+        if not needs:
+            break
+        await prepare(store, user_id=user_id, day=day, needs=needs)
+    else:
+        return unavailable_state(user_id, now)
+    tokens_limit = _int(limits, "daily_tokens")
+    if limits.get("extra_day") == day:
+        tokens_limit += _int(limits, "extra_tokens")
+    cost_limit = _int(limits, "daily_cost")
+    return BudgetState(
+        user_id=user_id,
+        day=day,
+        tokens_used=_int(used, "tokens"),
+        tokens_limit=tokens_limit,
+        cost_used_micros=_int(used, "cost"),
+        cost_limit_micros=None if cost_limit < 0 else cost_limit,
+        resets_at=resets_at(now),
+        reserved_tokens=_int(used, "held_tokens"),
+        overshoot_tokens=_int(used, "over_tokens"),
+        overshoot_cost_micros=_int(used, "over_cost"),
+    )
+
+
+async def budget_state(*, user_id: int) -> BudgetState:
+    """Today's use against the limits, for the meter (available=False if Redis is down)."""
+    _check_user_id(user_id)
+    try:
+        return await state_read(async_store(), user_id=user_id)
+    except STORE_ERRORS as exc:
+        logger.warning("budgets: state of user %s unavailable: %s", user_id, exc)
+        return unavailable_state(user_id)
+
+
+def budget_state_sync(*, user_id: int) -> BudgetState:
+    """budget_state for sync code (pages, admin), with a client of its own."""
+    _check_user_id(user_id)
+
+    async def read() -> BudgetState:
+        store = AsyncStore(settings.REDIS_URL)
+        try:
+            return await state_read(store, user_id=user_id)
+        except STORE_ERRORS as exc:
+            logger.warning("budgets: state of user %s unavailable: %s", user_id, exc)
+            return unavailable_state(user_id)
+        finally:
+            await store.aclose()
+
+    return async_to_sync(read)()

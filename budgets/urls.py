@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from budgets import views
+
+app_name = "budgets"
+urlpatterns = [
+    path("usage/", views.usage_page, name="usage"),
+]

@@ -1,0 +1,95 @@
+"""From a conversation to a provider request: validation, history, the continue turn."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from chat import errors
+from chat.models import Conversation, Message
+from chat.providers.base import ChatMessage, ChatRequest
+from chat.providers.specs import ModelInfo
+from chat.services.events import TurnMode
+
+# Newer Claude models refuse an assistant prefill, so a continuation is asked for in a
+# user turn that follows the partial answer (for every provider alike: one behaviour).
+CONTINUE_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, "
+    "without repeating anything and without any preamble."
+)
+CONTINUABLE = (Message.Status.STOPPED, Message.Status.INTERRUPTED)
+
+
+def validate_text(text: object) -> str:
+    """The message text, or a specific refusal (empty, not text, too long)."""
+    if not isinstance(text, str):
+        raise errors.InvalidInput("The message must be text.", code="invalid_request")
+    stripped = text.strip()
+    if not stripped:
+        raise errors.InvalidInput("Type a message before sending.", code="message_empty")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(stripped) > limit:
+        raise errors.InvalidInput(
+            f"That message is {len(stripped):,} characters; the limit is {limit:,}.",
+            code="message_too_long",
+            limit=limit,
+        )
+    return stripped
+
+
+def merge_turns(history: list[tuple[str, str]]) -> tuple[ChatMessage, ...]:
+    """Join consecutive messages of one role (a failed answer leaves two user turns)."""
+    merged: list[ChatMessage] = []
+    for role, content in history:
+        if merged and merged[-1].role == role:
+            merged[-1] = ChatMessage(role, f"{merged[-1].content}\n\n{content}")  # type: ignore[arg-type]
+        else:
+            merged.append(ChatMessage(role, content))  # type: ignore[arg-type]
+    return tuple(merged)
+
+
+def prompt_turns(*, conversation: Conversation, mode: TurnMode, text: str) -> tuple[list, str]:
+    """(role, text) turns to send, and the partial answer a continuation extends.
+
+    Reads only: nothing is stored until the budget has agreed to the call.
+    """
+    rows = list(
+        Message.objects.filter(conversation=conversation)
+        .order_by("created_at", "id")
+        .values_list("id", "role", "content", "status")
+    )
+    if mode == "send":
+        turns = [(role, content) for _, role, content, _ in rows if content]
+        return [*turns, ("user", text)], ""
+    if mode == "regenerate":
+        last_user = max(
+            (i for i, (_, role, _, _) in enumerate(rows) if role == "user"), default=None
+        )
+        if last_user is None:
+            raise errors.InvalidInput("There is no message to answer again yet.")
+        return [(role, content) for _, role, content, _ in rows[: last_user + 1] if content], ""
+    if not rows or rows[-1][1] != "assistant" or rows[-1][3] not in CONTINUABLE:
+        raise errors.InvalidInput("Only a stopped or interrupted answer can be continued.")
+    prefix = rows[-1][2]
+    if not prefix:
+        raise errors.InvalidInput("That answer has no text to continue; regenerate it instead.")
+    turns = [(role, content) for _, role, content, _ in rows[:-1] if content]
+    return [*turns, ("assistant", prefix), ("user", CONTINUE_INSTRUCTION)], prefix
+
+
+def build_request(
+    *,
+    conversation: Conversation,
+    model: ModelInfo,
+    turns: list[tuple[str, str]],
+    max_tokens: int | None,
+    temperature: float | None = None,
+) -> ChatRequest:
+    """The provider request: max_tokens always set, the conversation as the cache key."""
+    return ChatRequest(
+        model=model.id,
+        messages=merge_turns(turns),
+        max_tokens=min(max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS, model.max_output),
+        system=conversation.system_prompt,
+        temperature=temperature,
+        cache_key=str(conversation.id),
+    )
