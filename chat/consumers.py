@@ -80,7 +80,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 max_tokens=frame.max_tokens,
             )
         except errors.ChatError as exc:
-            await self.send_html(fragments.notice(exc.message))
+            await self.send_html(
+                fragments.notice(exc.message, resets_at=exc.extra.get("resets_at"))
+            )
             if isinstance(exc, errors.Refused):
                 await self.send_budget()
 

@@ -110,6 +110,7 @@ def budget_and_totals(budget: object, totals: dict[str, int]) -> str:
     return render_to_string(f"{TEMPLATE}#budget-oob", {"budget": budget, "totals": totals})
 
 
-def notice(text: str, *, level: str = "error") -> str:
-    """A notice above the composer (refusals, errors)."""
-    return render_to_string(f"{TEMPLATE}#notice", {"text": text, "level": level})
+def notice(text: str, *, level: str = "error", resets_at: object = None) -> str:
+    """A notice above the composer (refusals, errors), with a reset time in local time."""
+    context = {"text": text, "level": level, "resets_at": resets_at}
+    return render_to_string(f"{TEMPLATE}#notice", context)

@@ -111,6 +111,9 @@ def live_env(sandbox) -> dict[str, str]:
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": sandbox.base_url + "/v1",
         "LLM_SANDBOX_URL": sandbox.base_url,
+        # Retry waits long enough to see in a page, short enough for a test.
+        "LLM_RETRY_BASE_DELAY": "0.5",
+        "LLM_RETRY_JITTER": "0",
     }
 
 

@@ -22,11 +22,17 @@
     stickToBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
   }, { passive: true });
 
+  // At most one scroll per animation frame: reading scrollHeight forces a layout, and
+  // deltas can arrive many times a frame.
+  var scrollPending = false;
   function scrollIfSticky() {
-    if (stickToBottom) {
+    if (!stickToBottom || scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(function () {
+      scrollPending = false;
       var el = document.scrollingElement;
       el.scrollTop = el.scrollHeight;
-    }
+    });
   }
 
   document.addEventListener("keydown", function (event) {
@@ -115,12 +121,20 @@
     localiseTimes(document);
   }
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    resetComposerIfAccepted();
-    refresh();
+  // Deltas only append text: skip the whole-page work for them (it is what a streaming
+  // page spends its time on); anything else may add code blocks or times.
+  var DELTA_PREFIX = '<div hx-swap-oob="beforeend:#msg-';
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    var message = event.detail.message || "";
+    if (message.lastIndexOf(DELTA_PREFIX, 0) !== 0) {
+      resetComposerIfAccepted();
+      refresh();
+    }
     scrollIfSticky();
   });
-  document.addEventListener("htmx:afterSettle", refresh);
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.elt) refresh();
+  });
 
   // A tab back from the background (phones suspend sockets) asks for a resync; if the
   // socket died meanwhile, htmx reconnects and every connection starts with one anyway.

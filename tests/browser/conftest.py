@@ -70,6 +70,15 @@ def strict_page(daphne_server, browser):
     page.context.close()
 
 
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
+def shot(page, name: str) -> None:
+    """Save a screenshot of a main state (copied to docs/screenshots/ for the README)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
 def sign_up(page) -> str:
     """Create a new account through the sign-up page; returns the username."""
     username = f"user{secrets.token_hex(3)}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
-from tests.browser.conftest import sign_up
+from tests.browser.conftest import shot, sign_up
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +31,9 @@ def test_new_user_signs_up_and_sees_the_answer_stream(strict_page):
         if "status-done" in (answer.get_attribute("class") or ""):
             break
     assert len({n for n in lengths if n}) >= 2, lengths
+    shot(page, "streaming")
     page.wait_for_selector(".msg.assistant.status-done", timeout=20_000)
+    shot(page, "answered")
     text = page.locator(".msg.assistant .msg-text").last.inner_text()
     assert 'You asked: "Hello from the browser"' in text
     assert page.input_value("#composer-input") == ""  # accepted, so the composer cleared
@@ -168,3 +172,85 @@ def test_the_page_resyncs_when_its_socket_reconnects_mid_answer(page):
     text = last_answer(page).locator(".msg-text").inner_text()
     assert text.startswith('You asked: "sandbox-reply:300 survive a drop"')
     assert text.count("You asked:") == 1  # nothing lost, nothing repeated
+
+
+def in_thread(function, *args, **kwargs):
+    """Run database work off Playwright's thread (its event loop makes Django refuse)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def set_daily_tokens(username: str, tokens: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from budgets.models import Plan
+    from budgets.services.quotas import quota_update
+
+    user = get_user_model().objects.get(username=username)
+    plan = Plan.objects.create(
+        name=f"small-{username}", daily_tokens=tokens, requests_per_minute=100,
+        concurrent_streams=5, max_output_tokens=4096,
+    )  # fmt: skip
+    quota_update(user_id=user.id, plan=plan)
+    connection.close()
+
+
+def test_retry_waits_are_shown_while_the_provider_is_overloaded(page):
+    start_chat(page)
+    ask(page, "sandbox-fault:529x2 are you there?")
+    notice = page.locator(".msg.assistant .msg-notice")
+    notice.filter(has_text="Claude is overloaded, retrying in").wait_for(timeout=10_000)
+    assert "attempt 2 of 4" in notice.inner_text()
+    shot(page, "retrying")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    assert "2 retries" in last_answer(page).inner_text()
+
+
+def test_budget_warning_then_refusal_with_the_reset_time(page):
+    username = sign_up(page)
+    in_thread(set_daily_tokens, username, 330)
+    page.click("text=Start a new chat")
+    page.wait_for_selector("#composer-input")
+    page.wait_for_timeout(300)
+    page.select_option("#length-select", "short")
+    ask(page, "sandbox-reply:400 use most of it")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    warning = page.locator(".budget-meter-warning")
+    warning.wait_for(timeout=5_000)
+    assert "of today's budget" in warning.inner_text()
+    ask(page, "One more?")
+    notice = page.locator("#notice")
+    notice.filter(has_text="resets").wait_for(timeout=5_000)
+    shot(page, "budget-refused")
+    assert page.locator(".msg").count() == 2  # nothing stored for the refused message
+    assert page.input_value("#composer-input") == "One more?"  # and nothing lost
+
+
+@pytest.mark.parametrize(("width", "height", "scheme"), [(390, 844, "dark"), (1280, 800, "dark")])
+def test_the_page_fits_phone_and_desktop_widths_in_dark_mode(page, width, height, scheme):
+    page.set_viewport_size({"width": width, "height": height})
+    page.emulate_media(color_scheme=scheme)
+    start_chat(page)
+    ask(page, "Show me a list and some `code`")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    overflow = page.evaluate(
+        "document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
+    )
+    assert overflow <= 0  # no sideways scrolling
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(21, 23, 27)"  # the dark palette follows the system setting
+    assert page.locator("#composer-input").is_visible()
+    shot(page, f"{'phone' if width < 600 else 'desktop'}-{scheme}")
+
+
+def test_keyboard_alone_can_send_a_message(page):
+    start_chat(page)
+    page.focus("#composer-input")
+    page.keyboard.type("Typed without a mouse")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    assert page.input_value("#composer-input") == "Typed without a mouse\nsecond line"
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.assistant.status-done", timeout=30_000)
+    assert "second line" in page.locator(".msg.user").last.inner_text()
