@@ -160,12 +160,15 @@ CACHES = {
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
     }
 }
+# The pub/sub layer of channels-redis: the channel layer carries only small control
+# notices (a generation started) — tokens travel in Redis Streams — so at-most-once pub/sub
+# fits, and its receive cancels at once. The list-based core layer's receive could stay
+# "cancelling" for good when a refused socket was torn down (seen as hung test runs).
+# No socket timeout: a subscription idles between notices.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # redis-py 8 defaults to a 5 s socket timeout, which races channels-redis's 5 s
-        # blocking pop and kills consumers; give blocking reads room.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "chat:layer"},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}], "prefix": "chat:layer"},
     }
 }
 
@@ -267,6 +270,10 @@ CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 2.0)
 # Identical requests at temperature 0 are answered from Redis, free, for this long.
 CHAT_RESPONSE_CACHE = env_bool("CHAT_RESPONSE_CACHE", True)
 CHAT_RESPONSE_CACHE_SECONDS = env_int("CHAT_RESPONSE_CACHE_SECONDS", 86_400)
+# The APIs for programs: a key's lookup is cached in each process this long (a revocation
+# reaches other processes within it); larger request bodies are refused before being read.
+CHAT_API_KEY_CACHE_SECONDS = env_float("CHAT_API_KEY_CACHE_SECONDS", 5.0)
+CHAT_API_MAX_BODY_BYTES = env_int("CHAT_API_MAX_BODY_BYTES", 1_048_576)
 
 # --- Budgets ----------------------------------------------------------------------------
 # Days reset at midnight in this zone.
