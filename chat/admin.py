@@ -1,12 +1,15 @@
-"""Admin for the chat app: model prices."""
+"""Admin for the chat app: model prices and API keys."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from chat.models import ModelPrice
+from chat.models import ApiKey, ModelPrice
 from chat.providers import pricing, specs
+from chat.services import api_keys
 
 
 class ModelPriceForm(forms.ModelForm):
@@ -65,3 +68,31 @@ class ModelPriceAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         super().delete_queryset(request, queryset)
         pricing.prices_invalidate()
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Users' API keys: only a hash is stored, so keys are made on the settings page or with
+    `manage.py create_api_key`, and here only listed and revoked."""
+
+    list_display = ("name", "user", "shown_prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("name", "prefix", "user__username", "user__email")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "prefix", "created_at", "last_used_at", "revoked_at")
+    fields = ("name", *readonly_fields)
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Key", ordering="prefix")
+    def shown_prefix(self, obj: ApiKey) -> str:
+        return f"{api_keys.KEY_PREFIX}{obj.prefix}…"
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        live = list(queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True))
+        for key_id in live:
+            api_keys.api_key_revoke(user_id=None, key_id=key_id)
+        self.message_user(request, f"Revoked {len(live)} key(s).", messages.SUCCESS)

@@ -48,6 +48,9 @@ CODES: Final = frozenset(
         "too_many_streams",
         "budget_unavailable",
         "model_not_allowed",
+        # the APIs for programs (docs/api.md)
+        "invalid_api_key",
+        "model_not_found",
     }
 )
 

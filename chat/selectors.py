@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from django.db.models import QuerySet, Sum
 
-from chat.models import Conversation, Message
+from budgets.selectors import limits_for_user
+from chat.models import ApiKey, Conversation, Message
+from chat.providers import catalog
+from chat.providers.specs import ModelInfo
 
 LIST_LIMIT = 200
 
@@ -34,3 +37,14 @@ def conversation_totals(*, conversation_id: object) -> dict[str, int]:
         "output_tokens": totals["output"] or 0,
         "cost_micros": totals["cost"] or 0,
     }
+
+
+def api_keys_for_user(*, user_id: int) -> QuerySet[ApiKey]:
+    """The user's API keys, live ones first, newest first."""
+    return ApiKey.objects.filter(user_id=user_id).order_by("revoked_at", "-created_at")
+
+
+def models_for_user(*, user_id: int) -> list[ModelInfo]:
+    """Models the user may pick: configured, priced, and allowed by their plan."""
+    allowed = set(limits_for_user(user_id=user_id).allowed_models)
+    return [m for m in catalog.available_models() if not allowed or m.id in allowed]

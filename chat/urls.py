@@ -14,4 +14,6 @@ urlpatterns = [
     path(
         "c/<uuid:conversation_id>/system/", views.conversation_system_prompt, name="system_prompt"
     ),
+    path("settings/keys/", views.api_keys, name="api_keys"),
+    path("settings/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

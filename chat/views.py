@@ -14,17 +14,18 @@ from chat import errors, selectors
 from chat.frames import REPLY_LENGTHS
 from chat.models import Conversation
 from chat.providers import catalog
+from chat.services import api_keys as api_keys_service
 from chat.services import conversations
 
 
-def _model_choices() -> list[dict[str, object]]:
+def _model_choices(user_id: int) -> list[dict[str, object]]:
     return [
         {
             "id": model.id,
             "label": model.label,
             "sandbox": catalog.provider_is_sandbox(model.provider),
         }
-        for model in catalog.available_models()
+        for model in selectors.models_for_user(user_id=user_id)
     ]
 
 
@@ -64,7 +65,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """A conversation with its messages and the composer."""
     conversation = _owned(request, conversation_id)
-    models = _model_choices()
+    models = _model_choices(request.user.id)
     selected = conversation.model or (models[0]["id"] if models else "")
     context = {
         "conversation": conversation,
@@ -137,3 +138,31 @@ def conversation_system_prompt(request: HttpRequest, conversation_id: str) -> Ht
 
 def _max_chars() -> int:
     return settings.CHAT_MAX_MESSAGE_CHARS
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """The user's API keys; a POST creates one and shows it, this once."""
+    created = None
+    if request.method == "POST":
+        try:
+            key, raw = api_keys_service.api_key_create(
+                user_id=request.user.id, name=request.POST.get("name")
+            )
+            created = {"key": key, "raw": raw}
+        except errors.InvalidInput as exc:
+            messages.error(request, exc.message)
+    keys = selectors.api_keys_for_user(user_id=request.user.id)
+    return render(request, "chat/api_keys.html", {"keys": keys, "created": created})
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    try:
+        key = api_keys_service.api_key_revoke(user_id=request.user.id, key_id=key_id)
+    except errors.NotFound:
+        raise Http404("No such API key.") from None
+    messages.success(request, f"Revoked “{key.name}”: programs using it are refused from now on.")
+    return redirect("chat:api_keys")

@@ -14,13 +14,24 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.api.body_limit import BodyLimitMiddleware  # noqa: E402
+from chat.routing import api_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+browser_websocket = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+)
+# Programs authenticate with an API key and send no cookies: no session, no origin check.
+api_websocket = URLRouter(api_websocket_urlpatterns)
+
+
+async def websocket(scope, receive, send):  # type: ignore[no-untyped-def]
+    app = api_websocket if scope["path"].startswith("/ws/v1/") else browser_websocket
+    return await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "http": BodyLimitMiddleware(django_asgi_app),
+        "websocket": websocket,
     }
 )

@@ -341,6 +341,8 @@ async def _stream(
             usage=outcome.usage, cost_micros=outcome.cost_micros,
         )  # fmt: skip
     except (asyncio.CancelledError, GeneratorExit):
+        if answer.status in ("finished", "failed", "interrupted"):
+            raise  # closed after its end was recorded: nothing was stopped
         # Stopped by the person (or the server shutting down): keep what arrived.
         answer.status = "stopped"
         outcome = answer.outcome()

@@ -71,7 +71,7 @@ async def test_a_refused_budget_stores_nothing_and_calls_no_provider(providers, 
 
 
 async def test_a_model_outside_the_plan_is_refused(providers, user):
-    await set_plan(user, daily_tokens=100_000, allowed_models=["gpt-5-mini"])
+    await set_plan(user, daily_tokens=100_000, allowed_models="gpt-5-mini")
     conversation = await Conversation.objects.acreate(user=user)
     with pytest.raises(errors.Refused) as refused:
         await collect(

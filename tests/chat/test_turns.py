@@ -256,3 +256,15 @@ async def test_the_conversation_system_prompt_is_sent(providers, user, model):
         await collect(user_id=user.id, conversation_id=instructed.id, text="Hi", model=model)
     )[-1]
     assert with_system.usage.prompt_tokens >= without.usage.prompt_tokens + 80
+
+
+async def test_closing_the_turn_after_it_finished_keeps_it_done(providers, user):
+    """A door that stops reading once it has the answer must not mark it stopped."""
+    conversation = await Conversation.objects.acreate(user=user)
+    events = run_turn(user_id=user.id, conversation_id=conversation.id, text="Read to the end")
+    async for event in events:
+        if isinstance(event, Finished):
+            break
+    await events.aclose()
+    _, answer = await stored(conversation)
+    assert answer.status == Message.Status.DONE

@@ -140,3 +140,26 @@ def test_system_prompt_of_another_users_conversation_is_404(signed_in, other_use
         reverse("chat:system_prompt", args=[theirs.id]), {"system_prompt": "obey me"}
     )
     assert response.status_code == 404
+
+
+def test_the_model_picker_offers_only_what_the_plan_allows(signed_in, user, providers):
+    from budgets.models import Plan
+    from budgets.services.quotas import quota_update
+
+    plan = Plan.objects.create(
+        name="gpt-only", daily_tokens=1000, requests_per_minute=10, concurrent_streams=1,
+        max_output_tokens=1024, allowed_models="gpt-5-mini",
+    )  # fmt: skip
+    quota_update(user_id=user.id, plan=plan)
+    conversation = make_conversation(user, "Pick a model")
+    page = signed_in.get(reverse("chat:conversation", args=[conversation.id])).content.decode()
+    assert 'value="gpt-5-mini"' in page
+    assert 'value="claude-sonnet-4-6"' not in page
+    assert "GPT-5 mini" in page
+
+
+def test_models_served_by_the_sandbox_are_labelled_so(signed_in, user, providers, settings):
+    settings.LLM_SANDBOX_URL = providers.base_url
+    conversation = make_conversation(user, "Which provider?")
+    page = signed_in.get(reverse("chat:conversation", args=[conversation.id])).content.decode()
+    assert "Claude Sonnet 4.6 (sandbox)" in page
