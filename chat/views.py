@@ -85,18 +85,14 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
 @require_POST
 def conversation_rename(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """Rename a conversation; htmx gets the title back, others a redirect."""
-    _owned(request, conversation_id)
     try:
         conversation = conversations.conversation_rename(
             user_id=request.user.id,
             conversation_id=conversation_id,
             title=request.POST.get("title"),
         )
-    except errors.InvalidInput as exc:
-        if request.htmx:
-            return HttpResponse(exc.message, status=422)
-        messages.error(request, exc.message)
-        return redirect("chat:conversation", conversation_id=conversation_id)
+    except errors.ChatError as exc:
+        return _refused(request, exc, conversation_id)
     if request.htmx:
         return render(request, "chat/conversation.html#title", {"conversation": conversation})
     return redirect("chat:conversation", conversation_id=conversation.id)
@@ -118,26 +114,32 @@ def conversation_delete(request: HttpRequest, conversation_id: str) -> HttpRespo
 @require_POST
 def conversation_system_prompt(request: HttpRequest, conversation_id: str) -> HttpResponse:
     """Save the conversation's system prompt; htmx gets the form back with a status line."""
-    _owned(request, conversation_id)
     try:
         conversation = conversations.conversation_set_system_prompt(
             user_id=request.user.id,
             conversation_id=conversation_id,
             system_prompt=request.POST.get("system_prompt", ""),
         )
-    except errors.InvalidInput as exc:
-        if request.htmx:
-            return HttpResponse(exc.message, status=422)
-        messages.error(request, exc.message)
-        return redirect("chat:conversation", conversation_id=conversation_id)
+    except errors.ChatError as exc:
+        return _refused(request, exc, conversation_id)
     if request.htmx:
-        context = {"conversation": conversation, "saved": True, "max_chars": _max_chars()}
+        context = {
+            "conversation": conversation,
+            "saved": True,
+            "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        }
         return render(request, "chat/conversation.html#system-prompt", context)
     return redirect("chat:conversation", conversation_id=conversation.id)
 
 
-def _max_chars() -> int:
-    return settings.CHAT_MAX_MESSAGE_CHARS
+def _refused(request: HttpRequest, exc: errors.ChatError, conversation_id: str) -> HttpResponse:
+    """Another user's conversation is a 404; bad input a 422 for htmx, else a message."""
+    if isinstance(exc, errors.NotFound):
+        raise Http404("No such conversation.") from exc
+    if request.htmx:
+        return HttpResponse(exc.message, status=422)
+    messages.error(request, exc.message)
+    return redirect("chat:conversation", conversation_id=conversation_id)
 
 
 @login_required

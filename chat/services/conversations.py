@@ -147,12 +147,12 @@ def conversation_rename(
     *, user_id: int, conversation_id: uuid.UUID | str, title: object
 ) -> Conversation:
     """Give a conversation a new title (1 to 200 characters after trimming)."""
+    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
     if not isinstance(title, str) or not title.strip():
         raise errors.InvalidInput("A title cannot be empty.")
     title = " ".join(title.split())
     if len(title) > 200:
         raise errors.InvalidInput(f"A title can be 200 characters at most, not {len(title)}.")
-    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
     conversation.title = title
     conversation.save(update_fields=["title", "updated_at"])
     return conversation
@@ -162,6 +162,7 @@ def conversation_set_system_prompt(
     *, user_id: int, conversation_id: uuid.UUID | str, system_prompt: object
 ) -> Conversation:
     """Set the instructions sent before every turn of a conversation (may be empty)."""
+    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
     if not isinstance(system_prompt, str):
         raise errors.InvalidInput("The system prompt must be text.")
     system_prompt = system_prompt.strip()
@@ -170,7 +171,6 @@ def conversation_set_system_prompt(
         raise errors.InvalidInput(
             f"That system prompt is {len(system_prompt):,} characters; the limit is {limit:,}."
         )
-    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
     conversation.system_prompt = system_prompt
     conversation.save(update_fields=["system_prompt", "updated_at"])
     return conversation

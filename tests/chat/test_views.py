@@ -163,3 +163,11 @@ def test_models_served_by_the_sandbox_are_labelled_so(signed_in, user, providers
     conversation = make_conversation(user, "Which provider?")
     page = signed_in.get(reverse("chat:conversation", args=[conversation.id])).content.decode()
     assert "Claude Sonnet 4.6 (sandbox)" in page
+
+
+def test_a_bad_title_on_another_users_conversation_is_still_404(signed_in, other_user):
+    theirs = make_conversation(other_user, "Theirs")
+    response = signed_in.post(
+        reverse("chat:rename", args=[theirs.id]), {"title": "   "}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 404  # existence is not revealed by a validation message
