@@ -18,6 +18,9 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=100, blank=True)
     system_prompt = models.TextField(blank=True)
+    documents = models.ManyToManyField(
+        "Document", through="ConversationDocument", related_name="conversations", blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -122,3 +125,66 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Document(models.Model):
+    """A file a user uploaded; a task extracts its text so conversations can attach it."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", "Plain text"
+        MARKDOWN = "markdown", "Markdown"
+        PDF = "pdf", "PDF"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents"
+    )
+    name = models.CharField(max_length=255, help_text="The uploaded file's name.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    size_bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    # The upload itself, kept in the database so any worker on any machine can read it.
+    data = models.BinaryField(editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # 0-100 while processing (pages done of pages, for a PDF).
+    progress = models.PositiveSmallIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    chars = models.PositiveIntegerField(default=0)
+    # Tokens of the text per tokenizer: {"o200k_base": n, "cl100k_base": n, "claude": n}.
+    token_counts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConversationDocument(models.Model):
+    """A document attached to a conversation: its text goes into the cached system prompt."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE)
+    attached_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["attached_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "document"], name="unique_conversation_document"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document} in {self.conversation}"

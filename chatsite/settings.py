@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "django_tasks",
+    "django_tasks_db",
     "budgets",
     "chat",
 ]
@@ -277,6 +279,23 @@ CHAT_RESPONSE_CACHE_SECONDS = env_int("CHAT_RESPONSE_CACHE_SECONDS", 86_400)
 # reaches other processes within it); larger request bodies are refused before being read.
 CHAT_API_KEY_CACHE_SECONDS = env_float("CHAT_API_KEY_CACHE_SECONDS", 5.0)
 CHAT_API_MAX_BODY_BYTES = env_int("CHAT_API_MAX_BODY_BYTES", 1_048_576)
+# Documents: uploads larger than this are refused before they are stored; the text a
+# document may hold (after extraction) is capped too, so one file cannot fill a context.
+CHAT_DOCUMENT_MAX_BYTES = env_int("CHAT_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024)
+CHAT_DOCUMENT_MAX_CHARS = env_int("CHAT_DOCUMENT_MAX_CHARS", 2_000_000)
+# At most this many documents attached to one conversation.
+CHAT_DOCUMENTS_PER_CONVERSATION = env_int("CHAT_DOCUMENTS_PER_CONVERSATION", 10)
+
+# --- Background work --------------------------------------------------------------------
+# Django's Tasks API. The database backend is durable and needs nothing more; many machines
+# may use django-tasks-rq instead (docs/operations.md). `manage.py run_worker` runs tasks.
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("TASKS_BACKEND", "").strip()
+        or "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "documents", "batches", "alerts"],
+    }
+}
 
 # --- Budgets ----------------------------------------------------------------------------
 # Days reset at midnight in this zone.
