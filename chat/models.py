@@ -188,3 +188,101 @@ class ConversationDocument(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} in {self.conversation}"
+
+
+class BatchJob(models.Model):
+    """Bulk work over documents ("summarise these"), run by a task: one item per document."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        CANCELING = "canceling", "Canceling"
+        ENDED = "ended", "Finished"
+        CANCELED = "canceled", "Canceled"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batch_jobs"
+    )
+    model = models.CharField(max_length=100)
+    provider = models.CharField(max_length=16)
+    instruction = models.TextField()
+    max_tokens = models.PositiveIntegerField(help_text="The reply cap of each item.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Tallies of the items, refreshed by the task after every step.
+    item_count = models.PositiveIntegerField(default=0)
+    succeeded_count = models.PositiveIntegerField(default=0)
+    errored_count = models.PositiveIntegerField(default=0)
+    refused_count = models.PositiveIntegerField(default=0)
+    canceled_count = models.PositiveIntegerField(default=0)
+    cost_micros = models.PositiveBigIntegerField(default=0, help_text="US dollars x 1,000,000")
+    list_price_micros = models.PositiveBigIntegerField(
+        default=0, help_text="What the same usage costs at standard (non-batch) prices."
+    )
+    provider_batch_id = models.CharField(max_length=100, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # A run holds the job until then, so two workers never advance it at once.
+    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.instruction[:40]} ({self.item_count} documents)"
+
+
+class BatchItem(models.Model):
+    """One document of a batch job: its prompt, result, usage and budget reservation."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RESERVED = "reserved", "Budget held"
+        SUBMITTED = "submitted", "Processing"
+        SUCCEEDED = "succeeded", "Done"
+        ERRORED = "errored", "Failed"
+        EXPIRED = "expired", "Expired"
+        CANCELED = "canceled", "Canceled"
+        REFUSED = "refused", "Refused"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="items")
+    document = models.ForeignKey(
+        Document, on_delete=models.SET_NULL, null=True, blank=True, related_name="batch_items"
+    )
+    document_name = models.CharField(max_length=255)
+    custom_id = models.CharField(max_length=64, help_text="The item's id in the provider batch.")
+    position = models.PositiveIntegerField(default=0)
+    input_text = models.TextField(help_text="The document text as sent.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    output_text = models.TextField(blank=True)
+    stop_reason = models.CharField(max_length=32, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_micros = models.PositiveBigIntegerField(default=0, help_text="US dollars x 1,000,000")
+    # The budget reservation held for this item (budgets' Reservation, as JSON) until settled.
+    reservation = models.JSONField(null=True, blank=True, editable=False)
+    settled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the budget was settled or released."
+    )
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "custom_id"], name="unique_batch_custom_id")
+        ]
+        indexes = [models.Index(fields=["job", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.document_name} ({self.status})"

@@ -285,6 +285,18 @@ CHAT_DOCUMENT_MAX_BYTES = env_int("CHAT_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024)
 CHAT_DOCUMENT_MAX_CHARS = env_int("CHAT_DOCUMENT_MAX_CHARS", 2_000_000)
 # At most this many documents attached to one conversation.
 CHAT_DOCUMENTS_PER_CONVERSATION = env_int("CHAT_DOCUMENTS_PER_CONVERSATION", 10)
+# Batch jobs (/batches/): at most this many documents a job; the task looks at a running
+# Claude Message Batch every CHAT_BATCH_POLL_SECONDS; a Claude item's budget reservation lives
+# CHAT_BATCH_RESERVATION_TTL seconds (Anthropic ends every batch within 24 hours).
+CHAT_BATCH_MAX_DOCUMENTS = env_int("CHAT_BATCH_MAX_DOCUMENTS", 50)
+CHAT_BATCH_POLL_SECONDS = env_float("CHAT_BATCH_POLL_SECONDS", 30.0)
+CHAT_BATCH_RESERVATION_TTL = env_int("CHAT_BATCH_RESERVATION_TTL", 86_400)
+if CHAT_BATCH_MAX_DOCUMENTS < 1 or CHAT_BATCH_POLL_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        "CHAT_BATCH_MAX_DOCUMENTS and CHAT_BATCH_POLL_SECONDS must be positive."
+    )
+if not 60 <= CHAT_BATCH_RESERVATION_TTL <= 86_400:
+    raise ImproperlyConfigured("CHAT_BATCH_RESERVATION_TTL must be between 60 and 86400 seconds.")
 
 # --- Background work --------------------------------------------------------------------
 # Django's Tasks API. The database backend is durable and needs nothing more; many machines
