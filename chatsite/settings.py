@@ -264,6 +264,24 @@ LLM_PRICE_REFRESH_SECONDS = env_float("LLM_PRICE_REFRESH_SECONDS", 60.0)
 LLM_TIKTOKEN_CACHE_DIR = Path(
     os.environ.get("LLM_TIKTOKEN_CACHE_DIR", "").strip() or VAR_DIR / "tiktoken-cache"
 )
+# The organisation's limits per provider, per minute (0 = unlimited). Background work takes
+# capacity only up to limit x (1 - LLM_BACKGROUND_HEADROOM); the rest is kept for live chat
+# (chat/services/limiter.py).
+LLM_ANTHROPIC_REQUESTS_PER_MINUTE = env_int("LLM_ANTHROPIC_REQUESTS_PER_MINUTE", 0)
+LLM_ANTHROPIC_TOKENS_PER_MINUTE = env_int("LLM_ANTHROPIC_TOKENS_PER_MINUTE", 0)
+LLM_OPENAI_REQUESTS_PER_MINUTE = env_int("LLM_OPENAI_REQUESTS_PER_MINUTE", 0)
+LLM_OPENAI_TOKENS_PER_MINUTE = env_int("LLM_OPENAI_TOKENS_PER_MINUTE", 0)
+LLM_BACKGROUND_HEADROOM = env_float("LLM_BACKGROUND_HEADROOM", 0.3)
+if not 0 <= LLM_BACKGROUND_HEADROOM < 1:
+    raise ImproperlyConfigured("LLM_BACKGROUND_HEADROOM must be a fraction in [0, 1), e.g. 0.3.")
+_provider_limits = (
+    LLM_ANTHROPIC_REQUESTS_PER_MINUTE,
+    LLM_ANTHROPIC_TOKENS_PER_MINUTE,
+    LLM_OPENAI_REQUESTS_PER_MINUTE,
+    LLM_OPENAI_TOKENS_PER_MINUTE,
+)
+if min(_provider_limits) < 0:
+    raise ImproperlyConfigured("Provider limits per minute cannot be negative (0 = unlimited).")
 
 # --- Chat -------------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
