@@ -326,6 +326,14 @@ TASKS = {
         "QUEUES": ["default", "documents", "batches", "alerts"],
     }
 }
+# `run_worker` keeps a heartbeat in Redis with this lifetime; a task whose worker's heartbeat
+# has expired (the worker died) is run again, at most TASKS_MAX_ATTEMPTS times in all.
+TASKS_WORKER_HEARTBEAT_SECONDS = env_float("TASKS_WORKER_HEARTBEAT_SECONDS", 30.0)
+TASKS_MAX_ATTEMPTS = env_int("TASKS_MAX_ATTEMPTS", 3)
+if TASKS_WORKER_HEARTBEAT_SECONDS < 1 or TASKS_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured(
+        "TASKS_WORKER_HEARTBEAT_SECONDS and TASKS_MAX_ATTEMPTS must be at least 1."
+    )
 
 # --- Budgets ----------------------------------------------------------------------------
 # Days reset at midnight in this zone.

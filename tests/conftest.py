@@ -139,3 +139,23 @@ def slow_sandbox():
     """A sandbox paced like a real model, so a browser sees the answer grow."""
     with SandboxServer(tokens_per_second=60.0, ttft_ms=50) as server:
         yield server
+
+
+@pytest.fixture
+def task_worker(transactional_db, sandbox_server):
+    """A real `manage.py run_worker` process running every queue against the test database.
+
+    Use it with committed data (it implies `transactional_db`): enqueue a task (or call a
+    service that does, on commit), then `task_worker.wait_for_result(result.id)` returns the
+    finished DBTaskResult row (SUCCESSFUL or FAILED; the log is in the assertion on timeout).
+    The worker runs with `live_env` (Redis, the sandbox as both providers, DEBUG off) and a 2 s
+    heartbeat: settings overridden in the test process do not reach it. For other settings,
+    several workers or a kill, build `tests.workers.TaskWorker(env=...)` yourself. Stopped
+    (SIGTERM) after the test.
+    """
+    from tests.workers import TaskWorker
+
+    worker = TaskWorker(env={**live_env(sandbox_server), "TASKS_WORKER_HEARTBEAT_SECONDS": "2"})
+    worker.start()
+    yield worker
+    worker.stop()
