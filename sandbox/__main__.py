@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="record when each streamed delta is emitted; read it at GET /sandbox/trace",
     )
+    parser.add_argument(
+        "--batch-seconds", type=float, default=10.0, help="how long a Message Batch processes"
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     app = create_app(
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         ttft_ms=args.ttft_ms,
         max_context=args.max_context,
         trace=args.trace,
+        batch_seconds=args.batch_seconds,
     )
     # Bind first so --port 0 works and the announced port is the real one.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox import anthropic_api, openai_api, tokens
+from sandbox import anthropic_api, batches, openai_api, tokens
 from sandbox.state import Sandbox, Settings
 from sandbox.streaming import quiet_dropped_connections
 from sandbox.trace import TraceLog, trace_endpoint
@@ -43,8 +43,11 @@ def create_app(
     ttft_ms: int = 300,
     max_context: int | None = None,
     trace: bool = False,
+    batch_seconds: float = 10.0,
 ) -> Starlette:
     """Return the sandbox ASGI app with the given pacing and context cap.
+
+    batch_seconds is how long a Message Batch takes to process (see sandbox.batches).
 
     trace=True records when each streamed delta is emitted and serves the record at
     /sandbox/trace (see sandbox.trace); it is off by default.
@@ -58,6 +61,10 @@ def create_app(
         routes=[
             Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"]),
+            Route("/v1/messages/batches", batches.batches_root, methods=["GET", "POST"]),
+            Route("/v1/messages/batches/{batch_id}", batches.batch_item, methods=["GET", "DELETE"]),
+            Route("/v1/messages/batches/{batch_id}/cancel", batches.cancel, methods=["POST"]),
+            Route("/v1/messages/batches/{batch_id}/results", batches.results, methods=["GET"]),
             Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
@@ -70,4 +77,5 @@ def create_app(
         tokens_per_second=tokens_per_second, ttft_ms=ttft_ms, max_context=max_context
     )
     app.state.sandbox = Sandbox(settings, trace=TraceLog() if trace else None)
+    app.state.batches = batches.BatchStore(batch_seconds)
     return app

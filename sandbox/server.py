@@ -18,7 +18,8 @@ _STOP_TIMEOUT_SECONDS = 5.0
 class SandboxServer:
     """A sandbox on a free local port, served by uvicorn in a daemon thread.
 
-    trace=True records when each streamed delta is emitted (see sandbox.trace).
+    trace=True records when each streamed delta is emitted (see sandbox.trace); a Message
+    Batch takes batch_seconds to process (see sandbox.batches).
     """
 
     def __init__(
@@ -30,12 +31,14 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         trace: bool = False,
+        batch_seconds: float = 0.5,
     ) -> None:
         self.app = create_app(
             tokens_per_second=tokens_per_second,
             ttft_ms=ttft_ms,
             max_context=max_context,
             trace=trace,
+            batch_seconds=batch_seconds,
         )
         self.host = host
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
