@@ -43,6 +43,7 @@ from chat.services.events import (
     TurnEvent,
     TurnMode,
 )
+from chat.services.limiter import limiter_note_interactive_soon
 from chat.services.prompts import validate_text
 
 __all__ = ["Delta", "Failed", "Finished", "Notice", "Retrying", "Started", "run_turn"]
@@ -281,6 +282,12 @@ async def _stream(
                 if isinstance(event, TextDelta):
                     if answer.first_token_at is None:
                         answer.first_token_at = time.monotonic()
+                        # The provider's minute counts this call (prompt + max_tokens) so
+                        # background work leaves room; noted off the path to the first byte.
+                        limiter_note_interactive_soon(
+                            provider=answer.model.provider,
+                            tokens=answer.prompt_tokens + request.max_tokens,
+                        )
                     answer.parts.append(event.text)
                     yield Delta(event.text)
                     now = time.monotonic()
