@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("v1/models", openai_views.models, name="api_models"),
+    path("v1/models/<path:model_id>", openai_views.model_detail, name="api_model"),
     path("v1/chat/completions", openai_views.chat_completions, name="api_chat_completions"),
     path("", include("budgets.urls")),
     path("", include("chat.urls")),

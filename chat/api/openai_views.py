@@ -47,6 +47,20 @@ def _unauthorized() -> HttpResponse:
     return error_response(UNAUTHORIZED, "invalid_api_key")
 
 
+async def _models_for(user_id: int) -> dict[str, dict[str, object]]:
+    """The models the user may use, by id, as OpenAI model objects."""
+    limits = await sync_to_async(budget_selectors.limits_for_user)(user_id=user_id)
+    return {
+        model.id: {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
+        for model in catalog.available_models()
+        if limits.allows(model.id)
+    }
+
+
+def _json(payload: object) -> HttpResponse:
+    return HttpResponse(orjson.dumps(payload), content_type="application/json")
+
+
 @csrf_exempt
 @require_GET
 async def models(request: HttpRequest) -> HttpResponse:
@@ -54,15 +68,21 @@ async def models(request: HttpRequest) -> HttpResponse:
     user_id = await _authenticate(request)
     if user_id is None:
         return _unauthorized()
-    limits = await sync_to_async(budget_selectors.limits_for_user)(user_id=user_id)
-    data = [
-        {"id": model.id, "object": "model", "created": 0, "owned_by": model.provider}
-        for model in catalog.available_models()
-        if limits.allows(model.id)
-    ]
-    return HttpResponse(
-        orjson.dumps({"object": "list", "data": data}), content_type="application/json"
-    )
+    return _json({"object": "list", "data": list((await _models_for(user_id)).values())})
+
+
+@csrf_exempt
+@require_GET
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    """One model the key's user may use; any other id is OpenAI's 404 model_not_found."""
+    user_id = await _authenticate(request)
+    if user_id is None:
+        return _unauthorized()
+    model = (await _models_for(user_id)).get(model_id)
+    if model is None:
+        message = f"The model `{model_id[:100]}` does not exist or you do not have access to it."
+        return error_response(message, "model_not_found", param="model")
+    return _json(model)
 
 
 @csrf_exempt

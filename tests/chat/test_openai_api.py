@@ -133,6 +133,28 @@ def test_models_lists_what_the_plan_allows(client, user):
     assert [model.id for model in client.models.list()] == [MODEL]
 
 
+def test_models_retrieve_returns_an_allowed_model_and_404s_the_rest(client, user):
+    model = client.models.retrieve(MODEL)
+    assert (model.id, model.object, model.owned_by) == (MODEL, "model", "openai")
+    assert client.models.retrieve(CLAUDE).owned_by == "anthropic"
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.models.retrieve("gpt-nope")
+    assert unknown.value.code == "model_not_found"
+    assert unknown.value.body["type"] == "invalid_request_error"
+    assert "gpt-nope" in unknown.value.message
+    set_plan(user, daily_tokens=100_000, allowed_models=MODEL)
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.models.retrieve(CLAUDE)
+    assert refused.value.code == "model_not_found"
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_models_retrieve_needs_a_key(daphne_server):
+    response = httpx.get(daphne_server.url + f"/v1/models/{MODEL}")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
 def test_budget_refusal_is_429_with_retry_after_and_leaves_nothing(client, user):
     set_plan(user, daily_tokens=5)
     with pytest.raises(openai.RateLimitError) as refused:
