@@ -7,7 +7,10 @@ from django.db.models import QuerySet, Sum
 from budgets.selectors import limits_for_user
 from chat.models import ApiKey, Conversation, Message
 from chat.providers import catalog
-from chat.providers.specs import ModelInfo
+from chat.providers.base import Usage
+from chat.providers.pricing import priced
+from chat.providers.specs import ModelInfo, spec
+from chat.services import accounting
 
 LIST_LIMIT = 200
 
@@ -22,21 +25,34 @@ def conversation_list(*, user_id: int, query: str = "") -> QuerySet[Conversation
 
 
 def conversation_totals(*, conversation_id: object) -> dict[str, int]:
-    """What a conversation has used so far: tokens in and out, and cost in micro-dollars."""
-    totals = Message.objects.filter(conversation_id=conversation_id).aggregate(
-        input=Sum("input_tokens"),
-        cache_write=Sum("cache_write_tokens"),
-        cache_read=Sum("cache_read_tokens"),
-        output=Sum("output_tokens"),
-        cost=Sum("cost_micros"),
+    """What a conversation has used so far: tokens in and out, cost, and what caching saved.
+
+    Costs are micro-dollars. `saved_micros` sums, per answer, what its prompt-cache reads saved
+    against full input price (accounting.cache_savings), at the prices in force now.
+    """
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT)
+        .values("model")
+        .annotate(
+            input=Sum("input_tokens"),
+            cache_write=Sum("cache_write_tokens"),
+            cache_read=Sum("cache_read_tokens"),
+            output=Sum("output_tokens"),
+            cost=Sum("cost_micros"),
+        )
+        .order_by()
     )
-    return {
-        "input_tokens": (totals["input"] or 0)
-        + (totals["cache_write"] or 0)
-        + (totals["cache_read"] or 0),
-        "output_tokens": totals["output"] or 0,
-        "cost_micros": totals["cost"] or 0,
-    }
+    totals = {"input_tokens": 0, "output_tokens": 0, "cost_micros": 0, "saved_micros": 0}
+    for row in rows:
+        read = row["cache_read"] or 0
+        totals["input_tokens"] += (row["input"] or 0) + (row["cache_write"] or 0) + read
+        totals["output_tokens"] += row["output"] or 0
+        totals["cost_micros"] += row["cost"] or 0
+        model = spec(row["model"]) if read else None
+        if model is not None:
+            usage = Usage(cache_read_tokens=read)
+            totals["saved_micros"] += accounting.cache_savings(priced(model), usage)
+    return totals
 
 
 def api_keys_for_user(*, user_id: int) -> QuerySet[ApiKey]:

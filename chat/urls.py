@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat import views
+from chat import attachment_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -13,6 +13,16 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/delete/", views.conversation_delete, name="delete"),
     path(
         "c/<uuid:conversation_id>/system/", views.conversation_system_prompt, name="system_prompt"
+    ),
+    path(
+        "c/<uuid:conversation_id>/documents/attach/",
+        attachment_views.attachment_add,
+        name="attachment_add",
+    ),
+    path(
+        "c/<uuid:conversation_id>/documents/<uuid:document_id>/detach/",
+        attachment_views.attachment_remove,
+        name="attachment_remove",
     ),
     path("settings/keys/", views.api_keys, name="api_keys"),
     path("settings/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),

@@ -15,7 +15,7 @@ from chat.frames import REPLY_LENGTHS
 from chat.models import Conversation
 from chat.providers import catalog
 from chat.services import api_keys as api_keys_service
-from chat.services import conversations
+from chat.services import attachments, conversations
 
 
 def _model_choices(user_id: int) -> list[dict[str, object]]:
@@ -77,6 +77,9 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
         "reply_lengths": REPLY_LENGTHS,
         "budget": budget_state_sync(user_id=request.user.id),
         "totals": selectors.conversation_totals(conversation_id=conversation.id),
+        "attachments": attachments.attachment_panel(
+            user_id=request.user.id, conversation_id=conversation.id
+        ),
     }
     return render(request, "chat/conversation.html", context)
 

@@ -180,7 +180,11 @@ async def _messages(request: Request, start: float) -> Response:
         trace = None
         if sandbox.trace is not None:
             trace = sandbox.trace.open(
-                id=message_id, provider="anthropic", model=prompt.model.id, question=prompt.question
+                id=message_id,
+                provider="anthropic",
+                model=prompt.model.id,
+                question=prompt.question,
+                body=body,
             )
         events = _events(message_id, prompt, cache, reply, pace, fault, trace)
         return StreamResponse(events, headers={**headers, "cache-control": "no-cache"})

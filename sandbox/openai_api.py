@@ -148,7 +148,11 @@ async def _chat(request: Request, start: float) -> Response:
         trace = None
         if sandbox.trace is not None:
             trace = sandbox.trace.open(
-                id=completion_id, provider="openai", model=prompt.model.id, question=prompt.question
+                id=completion_id,
+                provider="openai",
+                model=prompt.model.id,
+                question=prompt.question,
+                body=body,
             )
         chunks = _chunks(
             completion_id, prompt, reply, pace, fault, usage if include_usage else None, trace

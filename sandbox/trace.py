@@ -6,9 +6,12 @@ wall-clock time (`time.time()`) at which each text delta was handed to the serve
 text and token count, so a benchmark can tell how long a token took from here to a page.
 
 - `GET /sandbox/trace` returns `{"traces": [...]}`, oldest first; each trace is
-  `{"id", "provider", "model", "question", "started", "deltas": [[time, tokens, text], ...]}`
-  (`question` is the last user message, cut to 240 characters, so a caller can find its own
-  request; `started` is the wall-clock time the request arrived).
+  `{"id", "provider", "model", "question", "system", "started", "deltas": [[time, tokens, text],
+  ...]}` (`question` is the last user message, cut to 240 characters, so a caller can find its
+  own request; `system` is the request's system blocks (Anthropic) or system messages (OpenAI),
+  each `{"text": its first 500 characters, "chars", "cache_control"}`, so a caller can see what
+  went before the history and where the cache breakpoints were; `started` is the wall-clock
+  time the request arrived).
 - `DELETE /sandbox/trace` forgets them all.
 
 When off, these routes do not exist and a stream does one `is None` test per delta. Only the
@@ -28,6 +31,7 @@ from sandbox.tokens import Piece
 
 MAX_TRACES = 1000
 _QUESTION_CHARS = 240
+_SYSTEM_CHARS = 500
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class StreamTrace:
     model: str
     question: str
     started: float
+    system: list[dict[str, object]] = field(default_factory=list)
     deltas: list[tuple[float, int, str]] = field(default_factory=list)
 
     def record(self, piece: Piece) -> None:
@@ -51,6 +56,7 @@ class StreamTrace:
             "provider": self.provider,
             "model": self.model,
             "question": self.question,
+            "system": self.system,
             "started": self.started,
             "deltas": self.deltas,
         }
@@ -62,9 +68,13 @@ class TraceLog:
     def __init__(self, limit: int = MAX_TRACES) -> None:
         self._traces: deque[StreamTrace] = deque(maxlen=limit)
 
-    def open(self, *, id: str, provider: str, model: str, question: str) -> StreamTrace:
+    def open(
+        self, *, id: str, provider: str, model: str, question: str, body: dict[str, object]
+    ) -> StreamTrace:
         """Start the trace of one streamed reply."""
-        trace = StreamTrace(id, provider, model, question[:_QUESTION_CHARS], time.time())
+        trace = StreamTrace(
+            id, provider, model, question[:_QUESTION_CHARS], time.time(), system_of(body)
+        )
         self._traces.append(trace)
         return trace
 
@@ -73,6 +83,31 @@ class TraceLog:
 
     def as_list(self) -> list[dict[str, object]]:
         return [trace.as_dict() for trace in self._traces]
+
+
+def system_of(body: dict[str, object]) -> list[dict[str, object]]:
+    """A request's system blocks (Anthropic) or system and developer messages (OpenAI)."""
+    raw = body.get("system")
+    if raw is None:
+        messages = body.get("messages")
+        raw = [
+            {"text": m.get("content")}
+            for m in (messages if isinstance(messages, list) else ())
+            if isinstance(m, dict) and m.get("role") in ("system", "developer")
+        ]
+    blocks = [{"text": raw}] if isinstance(raw, str) else raw
+    found: list[dict[str, object]] = []
+    for block in blocks if isinstance(blocks, list) else ():
+        text = block.get("text") if isinstance(block, dict) else None
+        text = text if isinstance(text, str) else ""
+        found.append(
+            {
+                "text": text[:_SYSTEM_CHARS],
+                "chars": len(text),
+                "cache_control": block.get("cache_control") if isinstance(block, dict) else None,
+            }
+        )
+    return found
 
 
 def trace_endpoint(request: Request) -> Response:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 from django.conf import settings
+from django.utils.html import escape
 
 from chat import errors
 from chat.models import Conversation, Message
 from chat.providers.base import ChatMessage, ChatRequest
+from chat.providers.context import FitResult, fit_to_context
 from chat.providers.specs import ModelInfo
 from chat.services.events import TurnMode
 
@@ -76,6 +81,24 @@ def prompt_turns(*, conversation: Conversation, mode: TurnMode, text: str) -> tu
     return [*turns, ("assistant", prefix), ("user", CONTINUE_INSTRUCTION)], prefix
 
 
+@dataclass(frozen=True, slots=True)
+class PromptDocument:
+    """An attached document as a turn sends it: its name and extracted text."""
+
+    name: str
+    text: str
+
+
+def document_block(document: PromptDocument) -> str:
+    """The document's text labelled with its name, as one system block."""
+    return f'<document name="{escape(document.name)}">\n{document.text}\n</document>'
+
+
+def reply_tokens(model: ModelInfo, max_tokens: int | None = None) -> int:
+    """The reply's max_tokens: the request's or the default, capped by the model."""
+    return min(max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS, model.max_output)
+
+
 def build_request(
     *,
     conversation: Conversation,
@@ -83,13 +106,44 @@ def build_request(
     turns: list[tuple[str, str]],
     max_tokens: int | None,
     temperature: float | None = None,
+    documents: Sequence[PromptDocument] = (),
 ) -> ChatRequest:
-    """The provider request: max_tokens always set, the conversation as the cache key."""
+    """The provider request: max_tokens always set, the conversation as the cache key.
+
+    Attached documents follow the system prompt, in the order they were attached, so the
+    adapters send them before the history, where the prompt cache covers them.
+    """
     return ChatRequest(
         model=model.id,
         messages=merge_turns(turns),
-        max_tokens=min(max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS, model.max_output),
+        max_tokens=reply_tokens(model, max_tokens),
         system=conversation.system_prompt,
         temperature=temperature,
         cache_key=str(conversation.id),
+        documents=tuple(document_block(d) for d in documents),
     )
+
+
+def fit_request(
+    model: ModelInfo,
+    request: ChatRequest,
+    prompt_tokens: int | Callable[[ChatRequest], int],
+    *,
+    documents: Sequence[PromptDocument] = (),
+) -> FitResult:
+    """fit_to_context, with a refusal that names the attached documents when they are the cause."""
+    try:
+        return fit_to_context(model, request, prompt_tokens)
+    except errors.ContextTooLong as exc:
+        if not documents:
+            raise
+        names = ", ".join(f"“{d.name}”" for d in documents)
+        needed = exc.extra.get("needed", 0)
+        raise errors.ContextTooLong(
+            f"The attached documents ({names}) with the system prompt, your message and a "
+            f"{request.max_tokens:,}-token reply would need {needed:,} tokens, but "
+            f"{model.label} takes {model.context_window:,}. Detach a document or pick a model "
+            "with a larger context.",
+            needed=needed,
+            window=model.context_window,
+        ) from exc

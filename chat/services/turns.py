@@ -28,11 +28,10 @@ from chat import errors
 from chat.models import Conversation, Message
 from chat.providers import catalog
 from chat.providers.base import ChatRequest, Provider, StreamEnd, TextDelta, Usage
-from chat.providers.context import fit_to_context
 from chat.providers.retry import Retrying, stream_with_retries
 from chat.providers.specs import ModelInfo
 from chat.providers.tokens import count_prompt_tokens, estimate_output_tokens
-from chat.services import accounting, conversations, prompts, response_cache
+from chat.services import accounting, attachments, conversations, prompts, response_cache
 from chat.services.accounting import Outcome
 from chat.services.events import (
     Delta,
@@ -66,7 +65,7 @@ async def run_turn(
     a failure); `continue` streams the rest of a stopped or interrupted answer into it.
     """
     text = validate_text(text) if mode == "send" else ""
-    conversation = await sync_to_async(conversations.conversation_get_for_user)(
+    conversation, documents = await sync_to_async(attachments.conversation_for_turn)(
         user_id=user_id, conversation_id=conversation_id
     )
     model_id = model or conversation.model or getattr(catalog.default_model(), "id", "")
@@ -80,9 +79,10 @@ async def run_turn(
         turns=turns,
         max_tokens=max_tokens,
         temperature=temperature,
+        documents=documents,
     )
     prompt_tokens = await count_prompt_tokens(model_info, request)
-    fit = fit_to_context(model_info, request, prompt_tokens)
+    fit = prompts.fit_request(model_info, request, prompt_tokens, documents=documents)
     reservation = await accounting.reserve(
         user_id=user_id,
         model=model_info,
