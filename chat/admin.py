@@ -7,9 +7,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat.models import ApiKey, ModelPrice
+from chat.models import ApiKey, Document, ModelPrice
 from chat.providers import pricing, specs
-from chat.services import api_keys
+from chat.services import api_keys, documents
 
 
 class ModelPriceForm(forms.ModelForm):
@@ -96,3 +96,45 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key_id in live:
             api_keys.api_key_revoke(user_id=None, key_id=key_id)
         self.message_user(request, f"Revoked {len(live)} key(s).", messages.SUCCESS)
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    """Uploaded documents; their bytes and text stay out of lists (they can be megabytes)."""
+
+    list_display = (
+        "name",
+        "user",
+        "kind",
+        "status",
+        "progress",
+        "size_bytes",
+        "chars",
+        "created_at",
+    )
+    list_filter = ("status", "kind", "created_at")
+    search_fields = ("name", "user__username", "sha256", "error_message")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    exclude = ("data", "text")
+    readonly_fields = (
+        "user", "name", "kind", "size_bytes", "sha256", "status", "progress", "error_message",
+        "pages", "chars", "token_counts", "created_at", "processed_at", "text_start",
+    )  # fmt: skip
+    actions = ("read_again",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        return super().get_queryset(request).defer("data", "text")
+
+    @admin.display(description="Text (start)")
+    def text_start(self, obj: Document) -> str:
+        return Document.objects.values_list("text", flat=True).get(pk=obj.pk)[:2000]
+
+    @admin.action(description="Read the selected documents again")
+    def read_again(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        count = documents.documents_read_again(
+            document_ids=list(queryset.values_list("pk", flat=True))
+        )
+        self.message_user(
+            request, f"{count} document(s) queued to be read again.", messages.SUCCESS
+        )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat import attachment_views, views
+from chat import attachment_views, document_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -23,6 +23,13 @@ urlpatterns = [
         "c/<uuid:conversation_id>/documents/<uuid:document_id>/detach/",
         attachment_views.attachment_remove,
         name="attachment_remove",
+    ),
+    path("documents/", document_views.documents, name="documents"),
+    path("documents/<uuid:document_id>/", document_views.document_row, name="document_row"),
+    path(
+        "documents/<uuid:document_id>/delete/",
+        document_views.document_delete,
+        name="document_delete",
     ),
     path("settings/keys/", views.api_keys, name="api_keys"),
     path("settings/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),

@@ -2,7 +2,8 @@
 
 Starts the embedded Redis unless REDIS_URL is set, the provider sandbox for each provider
 that has neither an API key nor a base URL, migrates, creates the first admin in DEBUG,
-then serves Daphne on 127.0.0.1:PORT. Ctrl-C (or SIGTERM) stops everything it started.
+then starts the task worker (`manage.py run_worker`) and serves Daphne on 127.0.0.1:PORT.
+Ctrl-C (or SIGTERM) stops everything it started, in reverse order.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def main() -> None:
         else:
             _manage("collectstatic", "--no-input", "-v", "0")
 
+        # The task worker (documents, batches...): started before Daphne so it stops after it,
+        # finishing its current task; a task cut short runs again at the next start.
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "run_worker"], cwd=BASE_DIR, start_new_session=True
+        )
+        children.append(worker)
+
         daphne = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
              "chatsite.asgi:application"],
@@ -115,19 +123,21 @@ def main() -> None:
                 where = env.get(f"{prefix}_BASE_URL") or "real API"
             print(f"  {name:<10} {where}")
         print(f"  redis      {redis_note}")
+        print(f"  worker     manage.py run_worker (pid {worker.pid}, every queue)")
         print("  Sign up at /accounts/signup/ or sign in as above. Ctrl-C stops everything.\n")
         daphne.wait()
     except KeyboardInterrupt:
         print("\nstopping…")
     finally:
+        # One at a time, last started first: Daphne, then the worker, then the sandbox.
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
-        for child in children:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
         if redis_server is not None:
             redis_server.stop()
 
