@@ -89,7 +89,7 @@ def tasks_recover(*, client: redis.Redis, grace: float) -> tuple[int, int]:
         )
         if len(worker_ids) < settings.TASKS_MAX_ATTEMPTS:
             requeued += same_claim.update(status=TaskResultStatus.READY)
-            logger.warning("task %s: worker %s is gone; queued again", task_id, worker_ids[-1:])
+            logger.warning("task %s: its worker is gone; queued again", task_id)
             continue
         error = WorkerLost(f"The worker died while running this task, {len(worker_ids)} times.")
         failed += same_claim.update(
