@@ -195,6 +195,9 @@ class UsageRecord(models.Model):
     retries = models.PositiveSmallIntegerField(default=0)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     cache_hit = models.BooleanField(default=False)
+    batch = models.BooleanField(
+        default=False, help_text="Run in a provider batch, at the batch price (half price)."
+    )
     request_id = models.CharField(max_length=128, unique=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 

@@ -2,7 +2,9 @@
 -- KEYS[1] = limits generation; then 7 keys per scope (see budgets/keys.py SCOPE_KEY_NAMES):
 --   limits, streams, rpm, used, resv, ask, done
 -- ARGV: day, request_id, model, prompt_tokens, max_tokens, prompt_cost_micros,
---       output_price_micros_per_mtok, ttl_ms, key_ttl_s, min_reply_tokens
+--       output_price_micros_per_mtok, ttl_ms, key_ttl_s, min_reply_tokens,
+--       background ('1': queued work such as a batch item, which is metered in tokens and cost
+--       but neither counts against nor takes a slot of the per-minute and concurrent limits)
 -- Returns one of:
 --   {'need', 'limits:<i>' | 'used:<i>', ...}  cached limits stale or today's counters missing
 --   {'refused', code, limit, scope_index, retry_after_ms (-1: none), limit_value, fit}
@@ -17,6 +19,7 @@ local day, rid, model = ARGV[1], ARGV[2], ARGV[3]
 local prompt, want = tonumber(ARGV[4]), tonumber(ARGV[5])
 local pcost, oprice = tonumber(ARGV[6]), tonumber(ARGV[7])
 local ttl_ms, key_ttl, min_reply = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local background = ARGV[11] == '1'
 
 local function fmt(n) return string.format('%d', n) end
 local function k(i, n) return KEYS[1 + i * 7 + n] end
@@ -71,13 +74,13 @@ for i = 0, nscopes - 1 do
     return {'refused', 'model_not_allowed', 'allowed_models', fmt(i), '-1', '0', '0'}
   end
   local rpm = num(L, 'rpm')
-  if rpm > 0 and redis.call('ZCARD', k(i, 3)) >= rpm then
+  if not background and rpm > 0 and redis.call('ZCARD', k(i, 3)) >= rpm then
     local oldest = redis.call('ZRANGE', k(i, 3), 0, 0, 'WITHSCORES')
     local retry = math.max(1, tonumber(oldest[2]) + 60000 - now)
     return {'refused', 'rate_limited', 'rpm', fmt(i), fmt(retry), fmt(rpm), '0'}
   end
   local conc = num(L, 'concurrent')
-  if conc > 0 and redis.call('ZCARD', k(i, 2)) >= conc then
+  if not background and conc > 0 and redis.call('ZCARD', k(i, 2)) >= conc then
     return {'refused', 'too_many_streams', 'concurrent', fmt(i), '-1', fmt(conc), '0'}
   end
   local max_out = num(L, 'max_output')
@@ -122,8 +125,10 @@ for i = 0, nscopes - 1 do
   redis.call('HINCRBY', k(i, 4), 'held_tokens', fmt(ask_tokens))
   redis.call('HINCRBY', k(i, 4), 'held_cost', fmt(ask_cost))
   redis.call('HINCRBY', k(i, 4), 'requests', fmt(1))
-  redis.call('ZADD', k(i, 2), exp, rid)
-  redis.call('ZADD', k(i, 3), now, rid)
+  if not background then
+    redis.call('ZADD', k(i, 2), exp, rid)
+    redis.call('ZADD', k(i, 3), now, rid)
+  end
   for n = 2, 7 do redis.call('EXPIRE', k(i, n), key_ttl) end
 end
 return {'ok', fmt(fit), fmt(cap), fmt(ask_tokens), fmt(ask_cost), fmt(exp), fmt(now), '0'}

@@ -68,8 +68,14 @@ async def budget_reserve(
     output_price_micros_per_mtok: int,
     request_id: str,
     ttl_seconds: int | None = None,
+    background: bool = False,
 ) -> Reservation:
-    """Hold prompt + reply tokens and their cost for one call, or raise BudgetRefused."""
+    """Hold prompt + reply tokens and their cost for one call, or raise BudgetRefused.
+
+    background=True is for queued work (a batch item): it is held and settled like any call,
+    but is not one of the person's live streams, so the per-minute and concurrent-stream
+    limits neither refuse it nor count it.
+    """
     _check_int("user_id", user_id, low=1, high=2**63 - 1)
     _check_text("model", model, max_length=100)
     _check_text("provider", provider, max_length=32)
@@ -101,6 +107,7 @@ async def budget_reserve(
         max(1, int(ttl * 1000)),
         keys.DAY_KEY_TTL_SECONDS,
         settings.BUDGETS_MIN_REPLY_TOKENS,
+        "1" if background else "0",
     ]
     try:
         store = async_store()

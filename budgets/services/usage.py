@@ -34,6 +34,7 @@ async def usage_record_create(
     outcome: str,
     cache_hit: bool,
     request_id: str,
+    batch: bool = False,
 ) -> None:
     """Write the ledger row for one call; a retried write with the same request_id is a no-op."""
     values = {
@@ -68,6 +69,7 @@ async def usage_record_create(
             "retries": max(0, int(retries)),
             "outcome": outcome,
             "cache_hit": bool(cache_hit),
+            "batch": bool(batch),
             **values,
         },
     )

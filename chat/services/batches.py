@@ -191,15 +191,31 @@ FINISHED = (BatchJob.Status.ENDED, BatchJob.Status.CANCELED, BatchJob.Status.FAI
 
 
 def batch_job_cancel(*, user_id: int, job_id: uuid.UUID | str) -> BatchJob:
-    """Ask a job to stop: the task cancels what has not run and releases its budget."""
+    """Stop a job: at once if it has not started, else its task cancels what has not run."""
     with transaction.atomic():
         job = batch_job_get_for_user(user_id=user_id, job_id=job_id)
         job = BatchJob.objects.select_for_update().get(pk=job.pk)
         if job.status in FINISHED:
             raise errors.InvalidInput("That batch has already finished.")
-        if job.cancel_requested_at is None:
-            job.cancel_requested_at = timezone.now()
+        now = timezone.now()
+        untouched = (
+            job.status == BatchJob.Status.QUEUED
+            and (job.locked_until is None or job.locked_until <= now)
+            and not job.items.exclude(status=BatchItem.Status.PENDING).exists()
+        )
+        job.cancel_requested_at = job.cancel_requested_at or now
+        if untouched:
+            # No run has started: nothing is reserved or sent, so it ends here. Its queued
+            # task finds the job finished and does nothing.
+            job.items.update(
+                status=BatchItem.Status.CANCELED,
+                error_message="Canceled before it ran.",
+                finished_at=now,
+                settled_at=now,
+            )
+            job.status, job.finished_at = BatchJob.Status.CANCELED, now
+            job.canceled_count = job.item_count
+        else:
             job.status = BatchJob.Status.CANCELING
-            job.save(update_fields=["cancel_requested_at", "status"])
-        transaction.on_commit(lambda: _enqueue(job.id))
+        job.save()
     return job
