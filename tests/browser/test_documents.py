@@ -1,14 +1,12 @@
-"""Documents in a conversation, in real Chromium: attach, chat twice, see the cache save money."""
+"""Documents in real Chromium: upload, attach, chat twice, see what prompt caching saved."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 import pytest
 
 from tests.browser.conftest import shot, sign_up
-from tests.browser.test_chat_page import in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -19,34 +17,22 @@ HANDBOOK = (
 ) * 100
 
 
-def create_ready_document(username: str, name: str, text: str) -> None:
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-
-    from chat.models import Document
-
-    data = text.encode()
-    Document.objects.create(
-        user=get_user_model().objects.get(username=username),
-        name=name,
-        kind=Document.Kind.TEXT,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        data=data,
-        status=Document.Status.READY,
-        text=text,
-        chars=len(text),
-    )
-    connection.close()
-
-
-def test_attach_a_document_chat_twice_and_see_the_cache_savings(strict_page):
+def test_upload_attach_chat_twice_and_see_the_cache_savings(strict_page, task_worker):
     page = strict_page  # under the real Content-Security-Policy: no inline script anywhere
-    username = sign_up(page)
+    sign_up(page)
+    page.click("header a:has-text('Documents')")
     # A fresh text, so nothing of it is in the sandbox's prompt cache yet.
     text = f"Keeper's handbook {uuid.uuid4().hex}.\n{HANDBOOK}"
-    in_thread(create_ready_document, username, "keeper-handbook.txt", text)
-    page.click("text=Start a new chat")
+    page.set_input_files(
+        "#document-file",
+        files=[{"name": "keeper-handbook.txt", "mimeType": "text/plain", "buffer": text.encode()}],
+    )
+    page.click("#documents button[type=submit]")
+    status = page.locator("#documents .document-status[data-status=ready]")
+    status.wait_for(timeout=30_000)  # read by the worker; the row polls until it is done
+    assert status.inner_text().startswith("Ready")
+
+    page.click("header button:has-text('New chat')")
     page.wait_for_selector("#composer-input")
     page.wait_for_timeout(300)  # the socket opens
 
