@@ -28,7 +28,7 @@ from types import FrameType
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django_tasks import TaskResultStatus
@@ -121,8 +121,7 @@ class Worker(DatabaseWorker):
         period = int(self.heartbeat_seconds * 1000)
         if not self.redis.set(SWEEP_LOCK_KEY, self.worker_id, nx=True, px=period):
             return
-        with transaction.atomic():
-            requeued, failed = tasks_recover(client=self.redis, grace=self.heartbeat_seconds)
+        requeued, failed = tasks_recover(client=self.redis, grace=self.heartbeat_seconds)
         if requeued or failed:
             logger.info("recovery: %d task(s) queued again, %d failed", requeued, failed)
 

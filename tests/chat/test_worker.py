@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -118,3 +119,15 @@ def test_recovery_fails_a_task_that_killed_its_worker_too_often(db, client_redis
     assert row.status == TaskResultStatus.FAILED
     assert row.exception_class_path == "chat.worker.WorkerLost"
     assert "died while running this task" in row.traceback
+
+
+def test_run_worker_refuses_an_unknown_queue(db):
+    with pytest.raises(CommandError, match="Unknown queue\\(s\\): nope"):
+        call_command("run_worker", "--queues", "documents,nope")
+
+
+def test_run_worker_refuses_a_backend_it_cannot_run(settings):
+    # django-tasks drops its cached backends when the setting changes.
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    with pytest.raises(CommandError, match="run that backend's own worker"):
+        call_command("run_worker")
