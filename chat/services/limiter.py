@@ -43,6 +43,10 @@ SCRIPT_PATH = Path(__file__).with_suffix(".lua")
 PROVIDER_LABELS = {"anthropic": "Anthropic", "openai": "OpenAI"}
 # Background calls that wait for capacity re-check at least this often.
 MAX_POLL_SECONDS = 5.0
+# Redis unreachable: background calls are not granted (fail closed) and ask again after this.
+STORE_DOWN_WAIT_SECONDS = 5.0
+# Errors that mean "the store is unreachable"; others (a script error) are bugs and propagate.
+STORE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 Mode = Literal["note", "acquire", "read"]
 
@@ -102,6 +106,7 @@ async def limiter_note_interactive(*, provider: ProviderName, tokens: int) -> No
         )
     except (redis.RedisError, OSError):
         # Live chat goes on without it; background work sees a little less traffic.
+        # (Any Redis error, not only STORE_ERRORS: nothing here may fail a live turn.)
         logger.warning("could not note a live %s call in the limiter", provider, exc_info=True)
 
 
@@ -121,15 +126,18 @@ def limiter_note_interactive_soon(*, provider: ProviderName, tokens: int) -> Non
 
 def limiter_acquire_background(*, provider: ProviderName, tokens: int) -> float:
     """Take capacity for a background call: 0.0 when granted (and recorded), else the
-    seconds to wait before asking again. Raises InvalidInput for a call that could never
-    fit the background share, and Redis errors as they are (no capacity unchecked)."""
+    seconds to wait before asking again (also while Redis is unreachable: fail closed).
+    Raises InvalidInput for a call that could never fit the background share."""
     limits = _background_limits(provider=provider, tokens=tokens)
     if limits.unlimited:
         return 0.0
-    granted, wait_ms, _, _ = _sync_script()(
-        keys=limiter_keys(provider=provider),
-        args=_args("acquire", requests=1, tokens=tokens, limits=limits),
-    )
+    try:
+        granted, wait_ms, _, _ = _sync_script()(
+            keys=limiter_keys(provider=provider),
+            args=_args("acquire", requests=1, tokens=tokens, limits=limits),
+        )
+    except STORE_ERRORS:
+        return _store_down(provider)
     return 0.0 if granted else _wait_seconds(wait_ms)
 
 
@@ -138,10 +146,13 @@ async def limiter_acquire_background_async(*, provider: ProviderName, tokens: in
     limits = _background_limits(provider=provider, tokens=tokens)
     if limits.unlimited:
         return 0.0
-    granted, wait_ms, _, _ = await _async_script(redis_client())(
-        keys=limiter_keys(provider=provider),
-        args=_args("acquire", requests=1, tokens=tokens, limits=limits),
-    )
+    try:
+        granted, wait_ms, _, _ = await _async_script(redis_client())(
+            keys=limiter_keys(provider=provider),
+            args=_args("acquire", requests=1, tokens=tokens, limits=limits),
+        )
+    except STORE_ERRORS:
+        return _store_down(provider)
     return 0.0 if granted else _wait_seconds(wait_ms)
 
 
@@ -200,6 +211,11 @@ def _args(mode: Mode, *, requests: int, tokens: int, limits: Limits | None) -> l
     return [mode, requests, tokens, request_cap, token_cap, WINDOW_SECONDS]
 
 
+def _store_down(provider: str) -> float:
+    logger.warning("limiter store unreachable: background %s calls wait", provider, exc_info=True)
+    return STORE_DOWN_WAIT_SECONDS
+
+
 def _wait_seconds(wait_ms: int) -> float:
     # -1 (never fits) is ruled out before the call; a rounding edge waits a whole second.
     return wait_ms / 1000 if wait_ms > 0 else 1.0
@@ -210,20 +226,20 @@ def _source() -> str:
     return SCRIPT_PATH.read_text()
 
 
-_sync_clients: dict[str, redis.commands.core.Script] = {}
+_sync_scripts: dict[str, redis.commands.core.Script] = {}
 _sync_lock = threading.Lock()
 
 
 def _sync_script() -> redis.commands.core.Script:
     """The script on a thread-safe sync client for the configured REDIS_URL."""
     url = settings.REDIS_URL
-    script = _sync_clients.get(url)
+    script = _sync_scripts.get(url)
     if script is None:
         with _sync_lock:
-            script = _sync_clients.get(url)
+            script = _sync_scripts.get(url)
             if script is None:
                 client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-                script = _sync_clients[url] = client.register_script(_source())
+                script = _sync_scripts[url] = client.register_script(_source())
     return script
 
 

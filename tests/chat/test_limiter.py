@@ -194,7 +194,12 @@ async def test_live_notes_survive_redis_being_down(limits, settings, caplog):
     assert "could not note a live openai call" in caplog.text
 
 
-def test_background_fails_closed_when_redis_is_down(limits, settings):
+def test_background_waits_while_redis_is_down(limits, settings, caplog):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    with pytest.raises(redis.ConnectionError):
-        limiter_acquire_background(provider="openai", tokens=10)
+    assert limiter_acquire_background(provider="openai", tokens=10) == 5.0
+    assert "background openai calls wait" in caplog.text
+
+
+async def test_background_async_waits_while_redis_is_down(limits, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    assert await limiter_acquire_background_async(provider="openai", tokens=10) == 5.0
