@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from chat.models import ApiKey, Document, ModelPrice
+from chat.models import ApiKey, BatchItem, BatchJob, Document, ModelPrice
 from chat.providers import pricing, specs
 from chat.services import api_keys, documents
 
@@ -138,3 +138,55 @@ class DocumentAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{count} document(s) queued to be read again.", messages.SUCCESS
         )
+
+
+class BatchItemInline(admin.TabularInline):
+    """A job's items: results, usage and cost are the task's, read only."""
+
+    model = BatchItem
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = (
+        "position",
+        "document_name",
+        "status",
+        "input_tokens",
+        "cache_write_tokens",
+        "cache_read_tokens",
+        "output_tokens",
+        "cost_micros",
+        "settled_at",
+        "error_message",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(BatchJob)
+class BatchJobAdmin(admin.ModelAdmin):
+    """Batch jobs with their items; the task owns every field, so all are read only."""
+
+    list_display = (
+        "created_at",
+        "user",
+        "model",
+        "status",
+        "item_count",
+        "succeeded_count",
+        "errored_count",
+        "refused_count",
+        "cost_micros",
+    )
+    list_filter = ("status", "provider", "model")
+    search_fields = ("user__username", "instruction", "provider_batch_id")
+    date_hierarchy = "created_at"
+    inlines = (BatchItemInline,)
+    readonly_fields = tuple(
+        f.name for f in BatchJob._meta.get_fields() if f.concrete and not f.many_to_many
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat import attachment_views, document_views, views
+from chat import attachment_views, batch_views, document_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -31,6 +31,9 @@ urlpatterns = [
         document_views.document_delete,
         name="document_delete",
     ),
+    path("batches/", batch_views.batch_list, name="batches"),
+    path("batches/<uuid:job_id>/", batch_views.batch_detail, name="batch"),
+    path("batches/<uuid:job_id>/cancel/", batch_views.batch_cancel, name="batch_cancel"),
     path("settings/keys/", views.api_keys, name="api_keys"),
     path("settings/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
 ]

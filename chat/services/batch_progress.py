@@ -1,4 +1,4 @@
-"""A batch job's tallies: items by outcome, what it cost, and what the batch price saved."""
+"""A batch job's tallies and the reads of the batch pages: progress, cost, what was saved."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import Count, Sum
 
-from chat.models import BatchItem, BatchJob
+from chat.models import BatchItem, BatchJob, Document
 from chat.providers import catalog
 from chat.providers.base import Usage
 from chat.services.accounting import call_cost
@@ -48,3 +48,33 @@ async def batch_job_refresh(*, job_id: uuid.UUID) -> None:
 def batch_job_saving(job: BatchJob) -> int:
     """Micro-dollars the batch price saved against the standard price."""
     return max(0, job.list_price_micros - job.cost_micros)
+
+
+JOB_LIST_LIMIT = 50
+
+
+def batch_job_list(*, user_id: int) -> list[BatchJob]:
+    """The user's most recent batch jobs, newest first."""
+    return list(BatchJob.objects.filter(user_id=user_id).order_by("-created_at")[:JOB_LIST_LIMIT])
+
+
+def batch_item_rows(*, job: BatchJob) -> list[BatchItem]:
+    """The job's items in order, each with `saving_micros`: what the batch price saved on it."""
+    items = list(job.items.defer("input_text").order_by("position"))
+    try:
+        model, _ = catalog.resolve(job.model)
+    except Exception:  # the model left the catalog: no saving to show
+        model = None
+    for item in items:
+        usage = Usage(
+            item.input_tokens, item.cache_write_tokens, item.cache_read_tokens, item.output_tokens
+        )
+        full = call_cost(model, usage) if model is not None and item.cost_micros else 0
+        item.saving_micros = max(0, full - item.cost_micros)  # type: ignore[attr-defined]
+    return items
+
+
+def batch_ready_documents(*, user_id: int) -> list[Document]:
+    """The user's documents a batch can take (ready), newest first, without bytes or text."""
+    ready = Document.objects.filter(user_id=user_id, status=Document.Status.READY)
+    return list(ready.defer("data", "text").order_by("-created_at"))
