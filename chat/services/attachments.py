@@ -25,7 +25,7 @@ from chat.providers.base import ChatRequest
 from chat.providers.pricing import priced
 from chat.providers.specs import ModelInfo
 from chat.services.conversations import conversation_get_for_user
-from chat.services.prompts import PromptDocument, document_block, reply_tokens
+from chat.services.prompts import PromptDocument, document_block, reply_tokens, tokenizer_key
 
 # Columns a list of documents needs: never the upload itself, nor the text unless counted.
 LIST_FIELDS = ("id", "name", "kind", "status", "chars", "pages", "token_counts", "created_at")
@@ -69,8 +69,7 @@ def conversation_model(conversation: Conversation) -> ModelInfo | None:
 
 def document_text_tokens(document: Document, model: ModelInfo) -> int:
     """Tokens of a document's text for a model: the count stored when it was processed, if any."""
-    key = "claude" if model.provider == "anthropic" else model.encoding
-    stored = (document.token_counts or {}).get(key)
+    stored = (document.token_counts or {}).get(tokenizer_key(model))
     if isinstance(stored, int):
         return stored
     if model.provider == "anthropic":
@@ -200,6 +199,9 @@ def conversation_for_turn(
             conversationdocument__conversation_id=conversation.id, status=Document.Status.READY
         )
         .order_by("conversationdocument__attached_at", "conversationdocument__id")
-        .values_list("name", "text")
+        .values_list("name", "text", "token_counts")
     )
-    return conversation, tuple(PromptDocument(name, text) for name, text in rows if text)
+    documents = tuple(
+        PromptDocument(name, text, counts or {}) for name, text, counts in rows if text
+    )
+    return conversation, documents

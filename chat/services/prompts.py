@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.utils.html import escape
@@ -13,6 +13,7 @@ from chat.models import Conversation, Message
 from chat.providers.base import ChatMessage, ChatRequest
 from chat.providers.context import FitResult, fit_to_context
 from chat.providers.specs import ModelInfo
+from chat.providers.tokens import count_prompt_tokens
 from chat.services.events import TurnMode
 
 # Newer Claude models refuse an assistant prefill, so a continuation is asked for in a
@@ -83,10 +84,17 @@ def prompt_turns(*, conversation: Conversation, mode: TurnMode, text: str) -> tu
 
 @dataclass(frozen=True, slots=True)
 class PromptDocument:
-    """An attached document as a turn sends it: its name and extracted text."""
+    """An attached document as a turn sends it: its name, text and stored token counts."""
 
     name: str
     text: str
+    # Counted once when the document was read: {"o200k_base": n, "cl100k_base": n, "claude": n}.
+    token_counts: Mapping[str, int] = field(default_factory=dict)
+
+
+def tokenizer_key(model: ModelInfo) -> str:
+    """The key of a document's stored token counts that applies to a model."""
+    return "claude" if model.provider == "anthropic" else model.encoding
 
 
 def document_block(document: PromptDocument) -> str:
@@ -122,6 +130,25 @@ def build_request(
         cache_key=str(conversation.id),
         documents=tuple(document_block(d) for d in documents),
     )
+
+
+async def count_request_tokens(
+    model: ModelInfo, request: ChatRequest, documents: Sequence[PromptDocument] = ()
+) -> int:
+    """The prompt's tokens, the documents' texts taken from their stored counts.
+
+    A large document is then not encoded again (nor sent to Claude's count_tokens) on every
+    turn: the rest of the prompt, with each document's label and framing, is counted as usual.
+    The sum can differ from a whole count by a token where a label meets its text. A document
+    without a stored count for the model's tokenizer makes the whole prompt counted.
+    """
+    key = tokenizer_key(model)
+    stored = [d.token_counts.get(key) for d in documents]
+    if not documents or not all(isinstance(n, int) for n in stored):
+        return await count_prompt_tokens(model, request)
+    labels = tuple(document_block(PromptDocument(d.name, "")) for d in documents)
+    rest = await count_prompt_tokens(model, replace(request, documents=labels))
+    return rest + sum(stored)  # type: ignore[arg-type]
 
 
 def fit_request(

@@ -30,7 +30,7 @@ from chat.providers import catalog
 from chat.providers.base import ChatRequest, Provider, StreamEnd, TextDelta, Usage
 from chat.providers.retry import Retrying, stream_with_retries
 from chat.providers.specs import ModelInfo
-from chat.providers.tokens import count_prompt_tokens, estimate_output_tokens
+from chat.providers.tokens import estimate_output_tokens
 from chat.services import accounting, attachments, conversations, prompts, response_cache
 from chat.services.accounting import Outcome
 from chat.services.events import (
@@ -81,7 +81,7 @@ async def run_turn(
         temperature=temperature,
         documents=documents,
     )
-    prompt_tokens = await count_prompt_tokens(model_info, request)
+    prompt_tokens = await prompts.count_request_tokens(model_info, request, documents)
     fit = prompts.fit_request(model_info, request, prompt_tokens, documents=documents)
     reservation = await accounting.reserve(
         user_id=user_id,

@@ -319,6 +319,21 @@ async def test_documents_too_large_for_the_model_refuse_the_turn_leaving_nothing
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_turn_counts_documents_from_their_stored_counts(traced, user):
+    # The counts stored when the document was read stand for its text: it is not encoded again.
+    conversation = await Conversation.objects.acreate(user=user, model="gpt-4.1")
+    document = await sync_to_async(make_document)(
+        user, name="dense.txt", text="short text", token_counts={"o200k_base": 130_000}
+    )
+    await sync_to_async(attach)(user, conversation, document)
+    with pytest.raises(errors.ContextTooLong) as refused:
+        await turn(user, conversation, "Hello", "gpt-4o")
+    assert 130_000 + 1_024 < refused.value.extra["needed"] < 130_000 + 1_024 + 40
+    assert "(“dense.txt”)" in refused.value.message
+    assert await Message.objects.filter(conversation=conversation).acount() == 0
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_detached_or_unready_document_is_no_longer_sent(traced, user):
     tag = uuid.uuid4().hex
     conversation = await Conversation.objects.acreate(user=user, model="gpt-5-mini")
