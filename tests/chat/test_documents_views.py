@@ -115,7 +115,7 @@ def test_row_shows_progress_then_the_outcome_and_stops_polling(signed_in, user):
     html = signed_in.get(url, headers=HTMX).content.decode()
     assert "hx-trigger" not in html
     assert "Ready · 3 pages · 1200 characters" in html
-    assert "250 GPT-4o · 260 GPT-4 · ≈300 Claude" in html
+    assert "250 GPT-4o<br>260 GPT-4<br>≈300 Claude" in html
     Document.objects.filter(pk=document.pk).update(status="failed", error_message="Broken file.")
     html = signed_in.get(url, headers=HTMX).content.decode()
     assert "hx-trigger" not in html
