@@ -16,6 +16,7 @@ from chat import errors
 from chat.models import BatchItem, BatchJob, Document
 from chat.providers import catalog
 from chat.providers.base import Usage
+from chat.services import accounting
 from chat.services.accounting import call_cost
 from chat.services.batch_accounting import batch_priced, request_id_of
 from chat.services.batch_runs import batch_job_step
@@ -84,6 +85,7 @@ async def test_claude_batch_runs_through_a_message_batch_at_half_price(providers
         user_id=user.id, model=CLAUDE, document_ids=[d.id for d in docs], instruction="Summarise."
     )
 
+    model, _ = catalog.resolve(CLAUDE)
     wait = await batch_job_step(job_id=str(job.id))  # reserve every item, then submit
     assert wait == pytest.approx(0.2)
     await job.arefresh_from_db()
@@ -92,13 +94,16 @@ async def test_claude_batch_runs_through_a_message_batch_at_half_price(providers
     assert {i.status for i in await items_of(job)} == {BatchItem.Status.SUBMITTED}
     held = await budget_state(user_id=user.id)
     assert held.reserved_tokens > 0  # held per item while the provider works
+    # The batch's three holds take none of the plan's one live stream (nor its one request a
+    # minute): the person can still chat while it runs.
+    chat = await accounting.reserve(user_id=user.id, model=model, prompt_tokens=10, max_tokens=10)
+    await accounting.release(chat)
 
     waits = await run_to_end(job.id)
     assert waits  # it polled while the batch was in progress
     await job.arefresh_from_db()
     assert job.status == BatchJob.Status.ENDED
     assert (job.succeeded_count, job.errored_count, job.refused_count) == (3, 0, 0)
-    model, _ = catalog.resolve(CLAUDE)
     items = await items_of(job)
     records = {r.request_id: r async for r in UsageRecord.objects.filter(user=user)}
     assert set(records) == {request_id_of(i) for i in items}
@@ -400,3 +405,44 @@ async def test_a_second_run_while_one_holds_the_job_does_nothing(providers, user
     assert wait == pytest.approx(30, abs=2)
     [item] = await items_of(job)
     assert item.status == BatchItem.Status.PENDING
+
+
+async def test_a_job_the_provider_rejects_fails_and_holds_nothing(providers, user, settings):
+    await plan(user)
+    docs = [await document(user, f"d{i}.txt", f"Text {i}.") for i in range(2)]
+    job = await create(
+        user_id=user.id, model=CLAUDE, document_ids=[d.id for d in docs], instruction="Go."
+    )
+    settings.ANTHROPIC_BASE_URL = providers.base_url + "/nowhere"  # every call is a 404
+
+    assert await batch_job_step(job_id=str(job.id)) is None
+
+    await job.arefresh_from_db()
+    assert job.status == BatchJob.Status.FAILED
+    assert "Claude refused the request" in job.error_message
+    assert job.errored_count == 2
+    for item in await items_of(job):
+        assert item.status == BatchItem.Status.ERRORED
+        assert item.settled_at is not None
+    assert (await budget_state(user_id=user.id)).reserved_tokens == 0
+    assert not await UsageRecord.objects.filter(user=user).aexists()
+
+
+async def test_a_gpt_answer_that_breaks_is_charged_for_what_it_used(providers, user):
+    await plan(user)
+    doc = await document(user, "a.txt", "Text. sandbox-fault:drop@5 sandbox-reply:50")
+    job = await create(user_id=user.id, model=GPT, document_ids=[doc.id], instruction="Go.")
+
+    assert await batch_job_step(job_id=str(job.id)) is None
+
+    [item] = await items_of(job)
+    assert item.status == BatchItem.Status.ERRORED
+    assert item.error_code == "stream_interrupted"
+    assert item.output_text
+    assert item.output_tokens > 0
+    record = await UsageRecord.objects.aget(request_id=request_id_of(item))
+    assert record.outcome == "failed"
+    assert record.cost_micros == item.cost_micros > 0
+    state = await budget_state(user_id=user.id)
+    assert state.reserved_tokens == 0
+    assert state.tokens_used == record.total_tokens
