@@ -12,7 +12,8 @@ So a task may run more than once: every task must be idempotent (re-running one 
 took effect does nothing more), and may look at `context.attempt` to know it is a retry.
 
 SIGTERM or SIGINT lets the current task finish, then exits; a second one exits at once,
-leaving the task to the sweep (the heartbeat is removed first, so recovery is immediate).
+leaving the task to the sweep (the heartbeat is removed first, so no need to wait for it to
+expire).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -141,8 +143,11 @@ class Worker(DatabaseWorker):
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         if not self.running:
-            # Second signal: leave now; the task goes back to the queue at once.
-            logger.warning("%s again: leaving the current task to another worker", signum)
+            # Second signal: leave now. Without a heartbeat the task is recovered by the next
+            # sweep once its claim is a heartbeat period old.
+            logger.warning(
+                "%s again: leaving the current task to another worker", signal.strsignal(signum)
+            )
             self.redis.delete(self.heartbeat_key)
             os._exit(1)
         super().shutdown(signum, frame)

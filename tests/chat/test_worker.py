@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from datetime import timedelta
 
@@ -131,3 +132,23 @@ def test_run_worker_refuses_a_backend_it_cannot_run(settings):
     settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
     with pytest.raises(CommandError, match="run that backend's own worker"):
         call_command("run_worker")
+
+
+def test_a_second_sigterm_leaves_the_task_to_recovery(
+    transactional_db, sandbox_server, client_redis
+):
+    key = uuid.uuid4().hex
+    worker = TaskWorker(env=live_env(sandbox_server)).start()
+    try:
+        result = effect_then_hold.enqueue(key=key, hold_seconds=120)
+        wait_until(lambda: client_redis.llen(f"chat:test:{key}:attempts"), what="the task")
+        worker.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "shutting down gracefully" in worker.output(), what="the first signal")
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=10) == 1
+    finally:
+        worker.stop()
+    row = DBTaskResult.objects.get(id=result.id)
+    assert row.status == TaskResultStatus.RUNNING  # not failed: the sweep will queue it again
+    assert not client_redis.exists(HEARTBEAT_KEY.format(worker_id=worker.worker_id))
+    assert tasks_recover(client=client_redis, grace=0) == (1, 0)
