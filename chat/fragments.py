@@ -101,7 +101,7 @@ def conversation_resync(conversation: Conversation, *, live_id: int | None, live
             message.content = live_text
             message.status = Message.Status.STREAMING
     return render_to_string(
-        f"{TEMPLATE}#resync", {"messages": messages, "streaming": live_id is not None}
+        f"{TEMPLATE}#resync", {"chat_messages": messages, "streaming": live_id is not None}
     )
 
 

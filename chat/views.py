@@ -7,7 +7,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
 from budgets.services import budget_state_sync
 from chat import errors, selectors
@@ -69,7 +71,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     selected = conversation.model or (models[0]["id"] if models else "")
     context = {
         "conversation": conversation,
-        "messages": conversation.messages.all(),
+        "chat_messages": conversation.messages.all(),
         "conversations": selectors.conversation_list(user_id=request.user.id),
         "models": models,
         "selected_model": selected,
@@ -140,7 +142,10 @@ def _refused(request: HttpRequest, exc: errors.ChatError, conversation_id: str) 
     if isinstance(exc, errors.NotFound):
         raise Http404("No such conversation.") from exc
     if request.htmx:
-        return HttpResponse(exc.message, status=422)
+        # Shown in the page's alert region, leaving the form (and what was typed) as it is.
+        notice = format_html('<p class="notice error">{}</p>', exc.message)
+        response = HttpResponse(notice, status=422)
+        return reswap(retarget(response, "#flash"), "innerHTML")
     messages.error(request, exc.message)
     return redirect("chat:conversation", conversation_id=conversation_id)
 

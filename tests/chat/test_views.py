@@ -78,6 +78,9 @@ def test_rename_refuses_bad_titles_and_keeps_the_old_one(signed_in, user, title,
     )
     assert response.status_code == 422
     assert reason in response.content.decode()
+    # htmx shows the refusal in the page's alert region, not in place of the form.
+    assert response.headers["HX-Retarget"] == "#flash"
+    assert response.headers["HX-Reswap"] == "innerHTML"
     conversation.refresh_from_db()
     assert conversation.title == "Keep me"
 
@@ -130,6 +133,7 @@ def test_oversized_system_prompt_is_refused(signed_in, user, settings):
     )
     assert response.status_code == 422
     assert "the limit is 10" in response.content.decode()
+    assert response.headers["HX-Retarget"] == "#flash"
     conversation.refresh_from_db()
     assert conversation.system_prompt == ""
 
@@ -171,3 +175,16 @@ def test_a_bad_title_on_another_users_conversation_is_still_404(signed_in, other
         reverse("chat:rename", args=[theirs.id]), {"title": "   "}, headers={"HX-Request": "true"}
     )
     assert response.status_code == 404  # existence is not revealed by a validation message
+
+
+def test_refusal_without_htmx_shows_on_the_conversation_page(signed_in, user, settings):
+    settings.CHAT_MAX_MESSAGE_CHARS = 10
+    conversation = make_conversation(user, "Short limit")
+    response = signed_in.post(
+        reverse("chat:system_prompt", args=[conversation.id]),
+        {"system_prompt": "x" * 11},
+        follow=True,
+    )
+    assert response.status_code == 200
+    # The flash message reaches the page (the chat's own messages must not hide it).
+    assert "the limit is 10" in response.content.decode()
