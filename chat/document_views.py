@@ -59,6 +59,13 @@ def _too_large_message(name: str | None) -> str:
     return f"{what} is larger than the limit of {limit / (1024 * 1024):g} MB."
 
 
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0  # malformed: left to Django's parser and the per-file limit
+
+
 def _page(request: HttpRequest, *, error: str = "", status: int = 200) -> HttpResponse:
     """The whole page, or for htmx the upload section (htmx swaps 2xx answers only)."""
     context = _context(request, error=error)
@@ -73,8 +80,7 @@ def _page(request: HttpRequest, *, error: str = "", status: int = 200) -> HttpRe
 def documents(request: HttpRequest) -> HttpResponse:
     """The user's documents; a POST uploads one, refused early when it is too large."""
     if request.method == "POST":
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > settings.CHAT_DOCUMENT_MAX_BYTES + MULTIPART_SLACK_BYTES:
+        if _declared_length(request) > settings.CHAT_DOCUMENT_MAX_BYTES + MULTIPART_SLACK_BYTES:
             # Refused by its declared length, before the body is parsed or stored.
             return _page(request, error=_too_large_message(None), status=413)
         limiter = SizeLimitHandler(request, settings.CHAT_DOCUMENT_MAX_BYTES)
