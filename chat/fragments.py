@@ -11,6 +11,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
+from chat import selectors
 from chat.models import Conversation, Message
 
 TEMPLATE = "chat/conversation.html"
@@ -95,7 +96,7 @@ def for_frame(frame: dict[str, Any]) -> str:
 
 def conversation_resync(conversation: Conversation, *, live_id: int | None, live_text: str) -> str:
     """Every message as stored, the live answer with its text so far: the page made whole."""
-    messages = list(conversation.messages.all())
+    messages = selectors.conversation_messages(conversation=conversation)
     for message in messages:
         if message.id == live_id:
             message.content = live_text

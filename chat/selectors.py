@@ -24,6 +24,21 @@ def conversation_list(*, user_id: int, query: str = "") -> QuerySet[Conversation
     return conversations.order_by("-updated_at")[:LIST_LIMIT]
 
 
+def conversation_messages(*, conversation: Conversation) -> list[Message]:
+    """The conversation's messages, each answer carrying what its prompt-cache reads saved.
+
+    `saved_micros` is the same figure the live page shows when the answer ends, so a reload
+    shows it too (at the prices in force now).
+    """
+    messages = list(conversation.messages.all())
+    for message in messages:
+        model = spec(message.model) if message.cache_read_tokens else None
+        if model is not None and not message.cache_hit:
+            usage = Usage(cache_read_tokens=message.cache_read_tokens)
+            message.saved_micros = accounting.cache_savings(priced(model), usage)
+    return messages
+
+
 def conversation_totals(*, conversation_id: object) -> dict[str, int]:
     """What a conversation has used so far: tokens in and out, cost, and what caching saved.
 

@@ -71,7 +71,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
     selected = conversation.model or (models[0]["id"] if models else "")
     context = {
         "conversation": conversation,
-        "chat_messages": conversation.messages.all(),
+        "chat_messages": selectors.conversation_messages(conversation=conversation),
         "conversations": selectors.conversation_list(user_id=request.user.id),
         "models": models,
         "selected_model": selected,

@@ -446,3 +446,6 @@ def test_the_page_total_shows_what_prompt_caching_saved(providers, client, conve
     assert selectors.conversation_totals(conversation_id=conversation.id)["saved_micros"] == 10_800
     page = client.get(f"/c/{conversation.id}/").content.decode()
     assert '<span id="cache-savings">prompt caching saved $0.0108</span>' in page
+    # Each answer keeps its own saving after a reload, not only while the page was open.
+    assert "1000 tokens from the prompt cache, saved $0.0027" in page
+    assert "3000 tokens from the prompt cache, saved $0.0081" in page
