@@ -191,6 +191,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "model",
         "outcome",
         "cache_hit",
+        "batch",
         "tokens",
         "cost",
         "time_to_first_token_ms",
@@ -203,6 +204,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "provider",
         "outcome",
         "cache_hit",
+        "batch",
     )
     search_fields = ("request_id", "user__username", "model", "=conversation_id")
     list_select_related = ("user",)

@@ -89,7 +89,8 @@ def _documents(*, user_id: int, document_ids: Sequence[object]) -> list[Document
             "Split them into several batches."
         )
     try:
-        found = {d.id: d for d in Document.objects.filter(user_id=user_id, id__in=ids)}
+        owned = Document.objects.filter(user_id=user_id, id__in=ids).defer("data")
+        found = {d.id: d for d in owned}
     except ValidationError:
         found = {}
     if len(found) != len(ids):
@@ -97,13 +98,15 @@ def _documents(*, user_id: int, document_ids: Sequence[object]) -> list[Document
         raise errors.NotFound("One of those documents does not exist.")
     documents = [found[i] for i in ids]
     for document in documents:
-        if document.status != Document.Status.READY:
-            state = (
-                "failed to process"
-                if document.status == Document.Status.FAILED
-                else ("is still being processed")
+        if document.status == Document.Status.FAILED:
+            raise errors.InvalidInput(
+                f"“{document.name}” could not be read, so a batch cannot use it; "
+                "pick documents that are ready."
             )
-            raise errors.InvalidInput(f"“{document.name}” {state}; pick documents that are ready.")
+        if document.status != Document.Status.READY:
+            raise errors.InvalidInput(
+                f"“{document.name}” is still being read; wait until it is ready, or leave it out."
+            )
         if not document.text.strip():
             raise errors.InvalidInput(f"“{document.name}” has no text to work on.")
     return documents
