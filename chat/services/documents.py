@@ -44,7 +44,7 @@ def document_get_for_user(*, user_id: int, document_id: uuid.UUID | str) -> Docu
 
 def document_upload(*, user_id: int, name: str, data: bytes) -> Document:
     """Check an upload by its content, store it pending, and queue its processing on commit."""
-    from chat.tasks.documents import document_process_task
+    from chat.tasks.documents import document_process_task  # it imports this module
 
     name = extraction.clean_name(name)
     kind = extraction.document_kind(
@@ -73,7 +73,7 @@ def document_delete(*, user_id: int, document_id: uuid.UUID | str) -> Document:
 
 def documents_read_again(*, document_ids: list[uuid.UUID]) -> int:
     """Reset these documents to pending and queue them again (admin, after a fix or outage)."""
-    from chat.tasks.documents import document_process_task
+    from chat.tasks.documents import document_process_task  # it imports this module
 
     with transaction.atomic():
         count = Document.objects.filter(pk__in=document_ids).update(

@@ -40,11 +40,10 @@ PDF_CHECK_BYTES = 1024
 
 @dataclass(frozen=True, slots=True)
 class Extracted:
-    """The text of a document, how many pages it had (PDF), and whether it was cut short."""
+    """The text of a document (cut at the limit) and how many pages it had (PDF)."""
 
     text: str
     pages: int | None
-    truncated: bool
 
 
 def clean_name(name: str) -> str:
@@ -130,7 +129,7 @@ def text_extract(
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text.strip():
             raise errors.InvalidInput("This file holds only blank space: there is no text in it.")
-        return Extracted(text=text[:max_chars], pages=None, truncated=len(text) > max_chars)
+        return Extracted(text=text[:max_chars], pages=None)
     return _pdf_extract(data=data, max_chars=max_chars, on_page=on_page)
 
 
@@ -171,4 +170,4 @@ def _pdf_extract(
             "This PDF has no text in it (a scanned PDF?). Only PDFs with selectable text can be "
             "read; run it through OCR first."
         )
-    return Extracted(text=text[:max_chars], pages=total, truncated=len(text) > max_chars)
+    return Extracted(text=text[:max_chars], pages=total)
