@@ -309,9 +309,14 @@ CHAT_DOCUMENTS_PER_CONVERSATION = env_int("CHAT_DOCUMENTS_PER_CONVERSATION", 10)
 CHAT_BATCH_MAX_DOCUMENTS = env_int("CHAT_BATCH_MAX_DOCUMENTS", 50)
 CHAT_BATCH_POLL_SECONDS = env_float("CHAT_BATCH_POLL_SECONDS", 30.0)
 CHAT_BATCH_RESERVATION_TTL = env_int("CHAT_BATCH_RESERVATION_TTL", 86_400)
-if CHAT_BATCH_MAX_DOCUMENTS < 1 or CHAT_BATCH_POLL_SECONDS <= 0:
+# A run holds its job this long (renewed after each GPT item), so two workers never advance one
+# job at once; after a worker dies, its job waits at most this long to be taken up again. It
+# must exceed the longest single GPT item call.
+CHAT_BATCH_LEASE_SECONDS = env_int("CHAT_BATCH_LEASE_SECONDS", 300)
+if min(CHAT_BATCH_MAX_DOCUMENTS, CHAT_BATCH_POLL_SECONDS, CHAT_BATCH_LEASE_SECONDS) <= 0:
     raise ImproperlyConfigured(
-        "CHAT_BATCH_MAX_DOCUMENTS and CHAT_BATCH_POLL_SECONDS must be positive."
+        "CHAT_BATCH_MAX_DOCUMENTS, CHAT_BATCH_POLL_SECONDS and CHAT_BATCH_LEASE_SECONDS "
+        "must be positive."
     )
 if not 60 <= CHAT_BATCH_RESERVATION_TTL <= 86_400:
     raise ImproperlyConfigured("CHAT_BATCH_RESERVATION_TTL must be between 60 and 86400 seconds.")

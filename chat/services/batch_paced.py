@@ -32,8 +32,6 @@ from chat.services.batch_items import (
 )
 from chat.services.limiter import limiter_acquire_background_async
 
-LEASE_SECONDS = 300
-
 
 async def paced_step(job: BatchJob, model: ModelInfo) -> float | None:
     """GPT items one at a time, each reserved, asked of the limiter, called and settled."""
@@ -78,7 +76,7 @@ async def paced_step(job: BatchJob, model: ModelInfo) -> float | None:
             return settings.CHAT_BATCH_POLL_SECONDS
         await _call(job, model, item)
         await BatchJob.objects.filter(pk=job.pk).aupdate(
-            locked_until=timezone.now() + dt.timedelta(seconds=LEASE_SECONDS)
+            locked_until=timezone.now() + dt.timedelta(seconds=settings.CHAT_BATCH_LEASE_SECONDS)
         )
 
 

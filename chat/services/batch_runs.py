@@ -53,7 +53,7 @@ from chat.services.batch_items import (
     job_cancel_open,
     job_finish,
 )
-from chat.services.batch_paced import LEASE_SECONDS, paced_step
+from chat.services.batch_paced import paced_step
 from chat.services.batch_progress import batch_job_refresh
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ async def batch_job_step(*, job_id: str) -> float | None:
     """Advance the job; seconds until it should be looked at again, or None when it is done."""
     now = timezone.now()
     free = Q(locked_until__isnull=True) | Q(locked_until__lte=now)
-    lease = now + dt.timedelta(seconds=LEASE_SECONDS)
+    lease = now + dt.timedelta(seconds=settings.CHAT_BATCH_LEASE_SECONDS)
     claimed = await BatchJob.objects.filter(free, pk=job_id, status__in=ACTIVE).aupdate(
         locked_until=lease
     )

@@ -1,4 +1,4 @@
-"""The batch pages and admin; and a real worker running a whole batch."""
+"""The batch pages and the admin."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
-from budgets.models import UsageRecord
 from chat.models import BatchItem, BatchJob, Document
 from chat.services.batch_runs import batch_job_step
-from chat.services.batches import batch_job_create
 from tests.chat.test_batches import make_document, set_plan
-from tests.conftest import live_env
-from tests.workers import TaskWorker, wait_until
 
 
 @pytest.fixture
@@ -183,36 +179,3 @@ def test_admin_shows_a_job_with_its_items(providers, user):
     assert listing.status_code == 200
     assert page.status_code == 200
     assert "inline.txt" in page.content.decode()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_a_whole_batch(providers, user, sandbox_server):
-    """`manage.py run_worker` picks the task up, polls by re-enqueueing, and settles."""
-    set_plan(user)
-    docs = [make_document(user, f"w{i}.txt", f"Worker text {i}.") for i in range(2)]
-    job = batch_job_create(
-        user_id=user.id,
-        model="claude-sonnet-4-6",
-        document_ids=[d.pk for d in docs],
-        instruction="Sum.",
-    )
-    worker = TaskWorker(
-        env={
-            **live_env(sandbox_server),
-            "TASKS_WORKER_HEARTBEAT_SECONDS": "2",
-            "CHAT_BATCH_POLL_SECONDS": "0.3",
-        }
-    )
-    worker.start()
-    try:
-        wait_until(
-            lambda: BatchJob.objects.filter(pk=job.pk, status="ended").exists(),
-            timeout=60,
-            what=f"the batch to end\n{worker.output()}",
-        )
-    finally:
-        worker.stop()
-    job.refresh_from_db()
-    assert job.succeeded_count == 2
-    assert DBTaskResult.objects.filter(queue_name="batches").count() >= 2  # it polled
-    assert UsageRecord.objects.filter(user=user, batch=True).count() == 2
