@@ -1,11 +1,12 @@
 """Benchmark live turns beside background work: time to first token with and without a batch.
 
     .venv/bin/python bench/queue.py [--load auto|batch|direct] [--turns 40] [--rate 2]
-        [--items 200] [--rpm 300] [--tpm 2000000] [--runs 2]
+        [--items 200] [--rpm 300] [--tpm 2000000] [--runs 2] [--database-url URL]
 
-It sets itself up and tears everything down: a throw-away SQLite database (migrated), the
-embedded Redis unless REDIS_URL is set, the sandbox and a Daphne (DEBUG=false) as
-subprocesses, one user with a large plan and an API key. Live turns go through the whole
+It sets itself up and tears everything down: a throw-away SQLite database, or an empty one
+given with --database-url (e.g. PostgreSQL), migrated; the embedded Redis unless REDIS_URL is
+set; the sandbox and a Daphne (DEBUG=false) as subprocesses; one user with a large plan and
+an API key. Live turns go through the whole
 pipeline over the OpenAI-compatible API (the openai SDK, streaming), `--rate` a second, each
 asking for a short answer; TTFT is measured in the client, from the request to the first
 content chunk. Each run measures the live turns alone ("idle"), then again while a
@@ -112,7 +113,8 @@ class Stack:
         self.args, self.tmp = args, tmp
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.redis = None
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}"}
+        database = args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
+        env = {**os.environ, "DATABASE_URL": database}
         env.update(DEBUG="false", SECRET_KEY=secrets.token_urlsafe(40), SECURE_COOKIES="false")
         env.update(LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", ALLOWED_HOSTS="127.0.0.1")
         env.update(
@@ -476,6 +478,9 @@ def main() -> int:
     parser.add_argument("--tps", type=float, default=400.0, help="sandbox tokens a second")
     parser.add_argument("--ttft-ms", type=int, default=50, help="sandbox time to first token")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--database-url", default="", help="an empty throw-away database instead of SQLite"
+    )
     parser.add_argument("--direct-load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct_load:
