@@ -27,10 +27,12 @@ OPEN = (S.PENDING, S.RESERVED, S.SUBMITTED)
 
 
 async def items_in(job: BatchJob, *statuses: str) -> list[BatchItem]:
+    """The job's items in these states."""
     return [i async for i in BatchItem.objects.filter(job=job, status__in=statuses)]
 
 
 async def job_finish(job: BatchJob) -> None:
+    """End the job: canceled if someone asked for that, else ended."""
     canceled = await BatchJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).aexists()
     job.status = BatchJob.Status.CANCELED if canceled else BatchJob.Status.ENDED
     job.finished_at = timezone.now()
@@ -49,6 +51,7 @@ async def item_close(item: BatchItem, status: str, *, code: str = "", message: s
 
 
 async def job_cancel_open(job: BatchJob) -> None:
+    """Cancel every item that has not run (releasing its hold) and end the job."""
     for item in await items_in(job, *OPEN):
         await item_close(item, S.CANCELED, message="Canceled before it ran.")
     await job_finish(job)

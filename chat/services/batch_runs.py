@@ -27,6 +27,7 @@ reservation it still holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 
@@ -126,6 +127,7 @@ async def _fail(job: BatchJob, model: ModelInfo | None, message: str) -> None:
 
 
 async def _claude_step(job: BatchJob, model: ModelInfo) -> float | None:
+    """Hold every item's budget and submit one Message Batch; later, poll it and settle."""
     if not job.provider_batch_id:
         if job.cancel_requested_at is not None:
             await job_cancel_open(job)
@@ -139,9 +141,17 @@ async def _claude_step(job: BatchJob, model: ModelInfo) -> float | None:
         if not reserved:
             await job_finish(job)
             return None
-        state = await provider_batches.batch_submit(
-            [(i.custom_id, item_provider_request(job, i, item_granted(job, i))) for i in reserved]
-        )
+        try:
+            state = await provider_batches.batch_submit(
+                [
+                    (i.custom_id, item_provider_request(job, i, item_granted(job, i)))
+                    for i in reserved
+                ]
+            )
+        except errors.ProviderError as exc:  # the holds stay; the next step submits again
+            if not exc.retryable:
+                raise
+            return max(settings.CHAT_BATCH_POLL_SECONDS, exc.retry_after or 0)
         job.provider_batch_id, job.status = state.id, BatchJob.Status.RUNNING
         job.submitted_at = timezone.now()
         await job.asave(update_fields=["provider_batch_id", "status", "submitted_at"])
@@ -156,7 +166,9 @@ async def _claude_step(job: BatchJob, model: ModelInfo) -> float | None:
                 .aget()
             )
             if cancel is not None and state.processing_status == "in_progress":
-                await provider_batches.batch_cancel(job.provider_batch_id)
+                # Refused when it ended meanwhile: the next look reads the results.
+                with contextlib.suppress(errors.Rejected):
+                    await provider_batches.batch_cancel(job.provider_batch_id)
             return settings.CHAT_BATCH_POLL_SECONDS
         async for result in provider_batches.batch_results(job.provider_batch_id):
             await _claude_result(job, model, result)

@@ -446,3 +446,29 @@ async def test_a_gpt_answer_that_breaks_is_charged_for_what_it_used(providers, u
     state = await budget_state(user_id=user.id)
     assert state.reserved_tokens == 0
     assert state.tokens_used == record.total_tokens
+
+
+async def test_a_provider_outage_at_submit_keeps_the_holds_and_submits_next_time(
+    providers, user, settings
+):
+    await plan(user)
+    doc = await document(user, "a.txt", "Text.")
+    job = await create(user_id=user.id, model=CLAUDE, document_ids=[doc.id], instruction="Go.")
+    settings.ANTHROPIC_BASE_URL = "http://127.0.0.1:9"  # nothing listens: connection refused
+
+    wait = await batch_job_step(job_id=str(job.id))
+
+    assert wait == pytest.approx(0.2)
+    await job.arefresh_from_db()
+    assert (job.status, job.provider_batch_id) == (BatchJob.Status.QUEUED, "")
+    [item] = await items_of(job)
+    assert item.status == BatchItem.Status.RESERVED
+    assert (await budget_state(user_id=user.id)).reserved_tokens > 0
+
+    settings.ANTHROPIC_BASE_URL = providers.base_url  # the provider is back
+    await run_to_end(job.id)
+
+    await job.arefresh_from_db()
+    assert (job.status, job.succeeded_count) == (BatchJob.Status.ENDED, 1)
+    assert await UsageRecord.objects.filter(user=user).acount() == 1
+    assert (await budget_state(user_id=user.id)).reserved_tokens == 0
