@@ -16,7 +16,7 @@ from chat import errors
 from chat.models import BatchItem, BatchJob, Document
 from chat.providers import catalog
 from chat.providers.base import Usage
-from chat.services import accounting
+from chat.services import accounting, batch_runs
 from chat.services.accounting import call_cost
 from chat.services.batch_accounting import batch_priced, request_id_of
 from chat.services.batch_runs import batch_job_step
@@ -471,4 +471,25 @@ async def test_a_provider_outage_at_submit_keeps_the_holds_and_submits_next_time
     await job.arefresh_from_db()
     assert (job.status, job.succeeded_count) == (BatchJob.Status.ENDED, 1)
     assert await UsageRecord.objects.filter(user=user).acount() == 1
+    assert (await budget_state(user_id=user.id)).reserved_tokens == 0
+
+
+async def test_an_unexpected_error_fails_the_job_and_leaves_no_hold(providers, user, monkeypatch):
+    await plan(user)
+    doc = await document(user, "a.txt", "Text.")
+    job = await create(user_id=user.id, model=CLAUDE, document_ids=[doc.id], instruction="Go.")
+
+    async def broken(requests):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(batch_runs.provider_batches, "batch_submit", broken)
+
+    with pytest.raises(RuntimeError, match="a bug"):  # the task fails and logs it
+        await batch_job_step(job_id=str(job.id))
+
+    await job.arefresh_from_db()
+    assert job.status == BatchJob.Status.FAILED
+    assert job.locked_until is None
+    [item] = await items_of(job)
+    assert (item.status, item.error_code) == (BatchItem.Status.ERRORED, "job_failed")
     assert (await budget_state(user_id=user.id)).reserved_tokens == 0
