@@ -23,6 +23,11 @@ tokens and cost but are not live streams: they neither take nor wait for the per
 per-minute and concurrent-stream slots (`background=True`). A refused item is marked refused
 with the budget's message and the job goes on with the others; a job that fails releases every
 reservation it still holds.
+
+The provider limiter (chat/services/limiter.py) paces GPT items, which are ordinary calls
+that share the live minute. A Message Batch does not: Anthropic meters batches under limits of
+their own, apart from the Messages API that live chat uses, so one submit takes nothing from
+live traffic and is not held back by the limiter.
 """
 
 from __future__ import annotations
