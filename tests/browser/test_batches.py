@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,6 +10,7 @@ from django.contrib.auth import get_user_model
 from chat.models import Document
 from tests.browser.conftest import shot, sign_up
 from tests.conftest import live_env
+from tests.documents import make_document
 from tests.workers import TaskWorker
 
 pytestmark = pytest.mark.browser
@@ -31,19 +31,7 @@ def batch_worker(daphne_server, sandbox_server):
 
 
 def ready_document(user, name: str, text: str) -> Document:
-    data = text.encode()
-    return Document.objects.create(
-        user=user,
-        name=name,
-        kind=Document.Kind.TEXT,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        data=data,
-        status=Document.Status.READY,
-        text=text,
-        chars=len(text),
-        token_counts={"o200k_base": 12, "claude": 14},
-    )
+    return make_document(user, name, text, token_counts={"o200k_base": 12, "claude": 14})
 
 
 def test_start_a_claude_batch_and_watch_it_finish(strict_page, batch_worker):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,6 +25,7 @@ from chat.services.attachments import (
 )
 from chat.services.turns import Finished, run_turn
 from sandbox.server import SandboxServer
+from tests import documents
 
 # ~2,400 o200k tokens: past Claude Sonnet's 1,024-token cache minimum and OpenAI's 1,024.
 HANDBOOK = (
@@ -34,20 +34,8 @@ HANDBOOK = (
 ) * 100
 
 
-def make_document(user, *, name="handbook.txt", text=HANDBOOK, status="ready", **fields):
-    data = text.encode()
-    return Document.objects.create(
-        user=user,
-        name=name,
-        kind=Document.Kind.TEXT,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        data=data,
-        status=status,
-        text=text if status == "ready" else "",
-        chars=len(text) if status == "ready" else 0,
-        **fields,
-    )
+def make_document(user, **fields):
+    return documents.make_document(user, **{"name": "handbook.txt", "text": HANDBOOK, **fields})
 
 
 def attach(user, conversation, document):

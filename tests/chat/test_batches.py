@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 
@@ -21,6 +20,7 @@ from chat.services.accounting import call_cost
 from chat.services.batch_accounting import batch_priced, request_id_of
 from chat.services.batch_runs import batch_job_step
 from chat.services.batches import batch_job_cancel, batch_job_create
+from tests.documents import make_document
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CLAUDE = "claude-sonnet-4-6"
@@ -32,21 +32,6 @@ def fast_polls(settings):
     settings.CHAT_BATCH_POLL_SECONDS = 0.2
     settings.LLM_RETRY_BASE_DELAY = 0.01
     settings.LLM_RETRY_JITTER = 0.0
-
-
-def make_document(user, name: str, text: str, *, status: str = Document.Status.READY) -> Document:
-    data = text.encode()
-    return Document.objects.create(
-        user=user,
-        name=name,
-        kind=Document.Kind.TEXT,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        data=data,
-        status=status,
-        text=text if status == Document.Status.READY else "",
-        chars=len(text),
-    )
 
 
 def set_plan(user, **fields) -> None:

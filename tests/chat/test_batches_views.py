@@ -13,7 +13,8 @@ from django_tasks_db.models import DBTaskResult
 
 from chat.models import BatchItem, BatchJob, Document
 from chat.services.batch_runs import batch_job_step
-from tests.chat.test_batches import make_document, set_plan
+from tests.chat.test_batches import set_plan
+from tests.documents import make_document
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from budgets.services import budget_state_sync
 from chat.models import BatchItem, BatchJob
 from chat.services.batch_accounting import request_id_of
 from chat.services.batches import batch_job_create
-from tests.chat.test_batches import make_document, set_plan
+from tests.chat.test_batches import set_plan
 from tests.conftest import live_env
+from tests.documents import make_document
 from tests.workers import TaskWorker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
