@@ -1,7 +1,10 @@
 """The JSON websocket API door (/ws/v1/chat/): an API key on the handshake, JSON frames.
 
-One turn at a time per socket. The socket owns its turn: a `stop` frame, or the program
-going away, stops it, and the pipeline settles what it used. Frames are in docs/api.md.
+One answer at a time per socket. Each answer runs as a generation (chat.services.generations),
+like the browser's: the socket follows its Redis Stream, and a `stop` frame reaches it in
+whichever process runs it (a `stop` naming a conversation stops that conversation's answer
+from any socket of the same user). The program going away stops its answer; the pipeline
+settles what it used. Frames are in docs/api.md.
 """
 
 from __future__ import annotations
@@ -12,25 +15,24 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from budgets.services import budget_state
 from chat import errors
 from chat.api import ws_wire as wire
 from chat.api.ws_frames import SendFrame, StopFrame, parse_api_frame
-from chat.services import api_conversations
+from chat.services import api_conversations, generations
 from chat.services.api_keys import aapi_key_authenticate, bearer_key
-from chat.services.events import Delta, Failed, Finished, Notice, Retrying, Started
-from chat.streaming import DeltaCoalescer
+from chat.services.events import Started
 
 CLOSE_UNAUTHENTICATED = 4401
 
 
 class ApiChatConsumer(AsyncWebsocketConsumer):
-    """Runs the turns a program sends and streams their events back as JSON frames."""
+    """Starts the answers a program asks for and sends their frames back as JSON."""
 
     user_id: int | None = None
-    turn: asyncio.Task[None] | None = None
+    message_id: int | None = None  # this socket's answer, while it runs
+    follower: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         headers = dict(self.scope.get("headers") or ())
@@ -41,8 +43,10 @@ class ApiChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def disconnect(self, code: int) -> None:
-        if self.turn is not None:
-            self.turn.cancel()  # nobody is listening any more: stop and settle
+        if self.follower is not None:
+            self.follower.cancel()
+        if self.message_id is not None:  # nobody is listening any more: stop and settle
+            await generations.generation_stop(message_id=self.message_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.user_id is None:
@@ -50,24 +54,24 @@ class ApiChatConsumer(AsyncWebsocketConsumer):
         try:
             frame = parse_api_frame(text_data, bytes_data)
             if isinstance(frame, StopFrame):
-                if self.turn is not None:
-                    self.turn.cancel()
+                await self.stop(frame)
                 return
-            if self.turn is not None and not self.turn.done():
+            if self.message_id is not None:
                 raise errors.InvalidInput("Wait for the answer to finish, or stop it.", code="busy")
-            events, started = await self.begin(frame)
+            started = await self.begin(frame)
         except errors.ChatError as exc:
             await self.send_frame(wire.error(exc))
             return
+        self.message_id = started.assistant_message_id
         await self.send_frame(wire.started(started))
-        self.turn = asyncio.create_task(self.relay(events, started))
+        self.follower = asyncio.create_task(self.relay(started.assistant_message_id))
 
-    async def begin(self, frame: SendFrame) -> tuple[Any, Started]:
-        """Find or make the conversation and start the turn (undone if refused)."""
+    async def begin(self, frame: SendFrame) -> Started:
+        """Find or make the conversation and start the answer (undone if refused)."""
         conversation, undo = await sync_to_async(api_conversations.api_conversation_for_turn)(
             user_id=self.user_id, conversation_id=frame.conversation_id, system=frame.system
         )
-        return await api_conversations.api_turn_begin(
+        return await api_conversations.api_generation_begin(
             user_id=self.user_id,  # type: ignore[arg-type]
             conversation_id=conversation.id,
             undo=undo,
@@ -77,35 +81,26 @@ class ApiChatConsumer(AsyncWebsocketConsumer):
             temperature=frame.temperature,
         )
 
-    async def relay(self, events: Any, started: Started) -> None:
-        """Send a turn's events as frames, deltas coalesced on CHAT_FRAME_INTERVAL."""
-        coalescer = DeltaCoalescer(self.send_delta, settings.CHAT_FRAME_INTERVAL)
-        try:
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    if isinstance(event, Delta):
-                        await coalescer.add(event.text)
-                        continue
-                    await coalescer.flush()
-                    await self.send_frame(await self.frame_for(event))
-        except asyncio.CancelledError:
-            coalescer.cancel()
-            message_id = started.assistant_message_id
-            await self.send_frame({"type": "stopped", "message_id": message_id})
+    async def stop(self, frame: StopFrame) -> None:
+        if frame.conversation_id is not None:
+            await api_conversations.api_generation_stop(
+                user_id=self.user_id,  # type: ignore[arg-type]
+                conversation_id=frame.conversation_id,
+            )
+        elif self.message_id is not None:
+            await generations.generation_stop(message_id=self.message_id)
 
-    async def frame_for(self, event: object) -> dict[str, Any]:
-        if isinstance(event, Retrying):
-            return wire.retrying(event)
-        if isinstance(event, Notice):
-            return wire.notice(event)
-        state = await budget_state(user_id=self.user_id)  # type: ignore[arg-type]
-        if isinstance(event, Finished):
-            return wire.finished(event, state)
-        assert isinstance(event, Failed)
-        return wire.failed(event, state)
-
-    async def send_delta(self, text: str) -> None:
-        await self.send_frame({"type": "delta", "text": text})
+    async def relay(self, message_id: int) -> None:
+        """Send the answer's frames from its stream, in order, until its final one."""
+        async for frame in generations.generation_follow(message_id):
+            if frame["type"] in generations.TERMINAL:
+                self.message_id = None  # the program may send its next message at once
+            state = None
+            if frame["type"] in wire.BUDGETED:
+                state = await budget_state(user_id=self.user_id)  # type: ignore[arg-type]
+            out = wire.from_generation(frame, state)
+            if out is not None:
+                await self.send_frame(out)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):  # the program may have gone away

@@ -29,7 +29,9 @@ class SendFrame:
 
 @dataclass(frozen=True, slots=True)
 class StopFrame:
-    pass
+    """Stop this socket's answer, or (with an id) the one running in that conversation."""
+
+    conversation_id: str | None = None
 
 
 def invalid(message: str, code: str = "invalid_request") -> errors.InvalidInput:
@@ -53,7 +55,7 @@ def parse_api_frame(text_data: str | None, bytes_data: bytes | None) -> SendFram
         raise invalid("A frame must be a JSON object.")
     kind = data.get("type")
     if kind == "stop":
-        return StopFrame()
+        return StopFrame(conversation_id=_conversation_id(data))
     if kind != "send":
         raise invalid(f'Unknown frame type {str(kind)[:40]!r}: use "send" or "stop".')
     unknown = sorted(set(data) - SEND_FIELDS)
@@ -67,12 +69,6 @@ def parse_api_frame(text_data: str | None, bytes_data: bytes | None) -> SendFram
     temperature = _field(data, "temperature", (int, float))
     if temperature is not None and not 0 <= temperature <= 2:
         raise invalid("`temperature` must be between 0 and 2.")
-    conversation_id = _field(data, "conversation_id", str)
-    if conversation_id is not None:
-        try:
-            conversation_id = str(uuid.UUID(conversation_id))
-        except ValueError:
-            raise errors.NotFound("That conversation does not exist.") from None
     system = _field(data, "system", str)
     if system is not None and len(system) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise invalid(
@@ -82,12 +78,22 @@ def parse_api_frame(text_data: str | None, bytes_data: bytes | None) -> SendFram
         )
     return SendFrame(
         message=data["message"],
-        conversation_id=conversation_id,
+        conversation_id=_conversation_id(data),
         model=_field(data, "model", str) or None,
         max_tokens=max_tokens,
         system=None if system is None else system.strip(),
         temperature=None if temperature is None else float(temperature),
     )
+
+
+def _conversation_id(data: dict[str, Any]) -> str | None:
+    value = _field(data, "conversation_id", str)
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise errors.NotFound("That conversation does not exist.") from None
 
 
 def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

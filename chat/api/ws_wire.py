@@ -1,4 +1,4 @@
-"""Turn events as the JSON websocket API's server frames (docs/api.md lists them all)."""
+"""A generation's frames as the JSON websocket API's server frames (docs/api.md lists them)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import orjson
 
 from budgets.services import BudgetState
 from chat import errors
-from chat.providers.base import Usage
-from chat.services.events import Failed, Finished, Notice, Retrying, Started
+from chat.services.events import Started
+
+USAGE_FIELDS = ("input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens")
+# A generation's final frames that carry the budget after the answer.
+BUDGETED = frozenset({"finished", "failed", "interrupted"})
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -21,15 +24,11 @@ def usd(micros: int) -> float:
     return micros / 1_000_000
 
 
-def usage(value: Usage | None) -> dict[str, int]:
-    value = value or Usage()
-    return {
-        "input_tokens": value.input_tokens,
-        "cache_write_tokens": value.cache_write_tokens,
-        "cache_read_tokens": value.cache_read_tokens,
-        "output_tokens": value.output_tokens,
-        "total_tokens": value.total_tokens,
-    }
+def usage(value: dict[str, int] | None) -> dict[str, int]:
+    """A generation frame's usage (Usage's fields) with its total."""
+    value = value or {}
+    counts = {name: value.get(name) or 0 for name in USAGE_FIELDS}
+    return {**counts, "total_tokens": sum(counts.values())}
 
 
 def budget(state: BudgetState) -> dict[str, Any]:
@@ -52,43 +51,39 @@ def started(event: Started) -> dict[str, Any]:
     }
 
 
-def retrying(event: Retrying) -> dict[str, Any]:
-    return {
-        "type": "retrying",
-        "attempt": event.attempt,
-        "max_attempts": event.max_attempts,
-        "delay": event.delay,
-        "reason": event.reason,
-        "message": event.message,
-    }
-
-
-def notice(event: Notice) -> dict[str, Any]:
-    return {"type": "notice", "text": event.text, "level": event.level}
-
-
-def finished(event: Finished, state: BudgetState) -> dict[str, Any]:
-    return {
-        "type": "finished",
-        "message_id": event.message_id,
-        "stop_reason": event.stop_reason,
-        "usage": usage(event.usage),
-        "cost_usd": usd(event.cost_micros),
-        "cache_hit": event.cache_hit,
-        "budget": budget(state),
-    }
-
-
-def failed(event: Failed, state: BudgetState) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "code": event.code,
-        "message": event.message,
-        "message_id": event.message_id,
-        "usage": usage(event.usage),
-        "cost_usd": usd(event.cost_micros),
-        "budget": budget(state),
-    }
+def from_generation(frame: dict[str, Any], state: BudgetState | None) -> dict[str, Any] | None:
+    """A generation's stream frame as a server frame (None: skip it); BUDGETED ones get `state`."""
+    kind = frame["type"]
+    if kind == "delta":
+        return {"type": "delta", "text": frame["text"]}
+    if kind == "notice":
+        return {"type": "notice", "text": frame["text"], "level": frame["level"]}
+    if kind == "retrying":
+        fields = ("attempt", "max_attempts", "delay", "reason", "message")
+        return {"type": "retrying", **{name: frame[name] for name in fields}}
+    if kind == "stopped":
+        return {"type": "stopped", "message_id": frame["message_id"]}
+    if kind == "finished":
+        return {
+            "type": "finished",
+            "message_id": frame["message_id"],
+            "stop_reason": frame["stop_reason"],
+            "usage": usage(frame["usage"]),
+            "cost_usd": usd(frame["cost_micros"]),
+            "cache_hit": frame["cache_hit"],
+            "budget": None if state is None else budget(state),
+        }
+    if kind in ("failed", "interrupted"):
+        return {
+            "type": "error",
+            "code": frame["code"],
+            "message": frame["message"],
+            "message_id": frame["message_id"],
+            "usage": usage(frame.get("usage")),
+            "cost_usd": usd(frame.get("cost_micros") or 0),
+            "budget": None if state is None else budget(state),
+        }
+    return None  # "started": the door sent it from generation_start's answer
 
 
 def error(exc: errors.ChatError) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Conversations of the APIs for programs, stored like any other and shown in the pages.
 
-The OpenAI-compatible API makes one per request; the websocket API makes one or goes on
-with one. A refused turn leaves nothing behind: what the door prepared is undone.
+The OpenAI-compatible API makes one per request and runs its turn in the request; the
+websocket API makes one or goes on with one and runs the turn as a generation (so a stop
+reaches it from any process). A refused turn leaves nothing behind: what the door
+prepared is undone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
+from chat import errors
 from chat.models import Conversation, Message
+from chat.services import generations
 from chat.services.conversations import (
     conversation_get_for_user,
     conversation_set_system_prompt,
@@ -72,3 +76,29 @@ async def api_turn_begin(
         raise
     assert isinstance(started, Started)
     return events, started
+
+
+async def api_generation_begin(
+    *, user_id: int, conversation_id: uuid.UUID, undo: Callable[[], object], **turn: Any
+) -> Started:
+    """Start a background generation (stoppable from any process); a refusal, or an answer
+    already under way in the conversation, undoes what the door prepared."""
+    try:
+        if await generations.active_generation(conversation_id) is not None:
+            raise errors.InvalidInput("Wait for the answer to finish, or stop it.", code="busy")
+        return await generations.generation_start(
+            user_id=user_id, conversation_id=conversation_id, **turn
+        )
+    except BaseException:
+        await sync_to_async(undo)()
+        raise
+
+
+async def api_generation_stop(*, user_id: int, conversation_id: str) -> None:
+    """Stop the answer running in one of the user's conversations, in whichever process."""
+    conversation = await sync_to_async(conversation_get_for_user)(
+        user_id=user_id, conversation_id=conversation_id
+    )
+    message_id = await generations.active_generation(conversation.id)
+    if message_id is not None:
+        await generations.generation_stop(message_id=message_id)

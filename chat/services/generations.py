@@ -56,6 +56,10 @@ HEARTBEAT = 5
 
 # Generations running in this process, by assistant message id, for stop requests.
 _running: dict[int, asyncio.Task[None]] = {}
+# Those asked to stop. Cancelling the task is not enough on its own: redis-py 8.1's asyncio
+# client swallows a cancellation that lands during a command (a third of the time when
+# measured), so the generation also checks this after each event.
+_stopping: set[int] = set()
 _listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
     weakref.WeakKeyDictionary()
 )
@@ -122,6 +126,7 @@ async def generation_start(
     mode: TurnMode = "send",
     model: str | None = None,
     max_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> Started:
     """Start a turn in the background; returns once the user's message is stored.
 
@@ -136,6 +141,7 @@ async def generation_start(
         mode=mode,
         model=model,
         max_tokens=max_tokens,
+        temperature=temperature,
     )
     task = asyncio.create_task(_run(turn, ready))
     try:
@@ -183,6 +189,8 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
     try:
         async with contextlib.aclosing(turn):  # type: ignore[type-var]
             async for event in turn:
+                if message_id in _stopping:
+                    raise asyncio.CancelledError  # a stop whose cancellation was swallowed
                 if isinstance(event, Delta):
                     shown.append(event.text)
                     await coalescer.add(event.text)
@@ -216,6 +224,7 @@ async def _run(turn: AsyncIterator[object], ready: asyncio.Future[Started]) -> N
     finally:
         heartbeat.cancel()
         _running.pop(message_id, None)
+        _stopping.discard(message_id)
         # Normally done with the final frame already; this covers an error on the way.
         await redis.delete(alive_key(message_id))
         await _CLEAR_MARKER(keys=[active_key(started.conversation_id)], args=[marker], client=redis)
@@ -265,11 +274,18 @@ async def _announce(started: Started) -> None:
 
 async def generation_stop(*, message_id: int) -> None:
     """Ask whichever process runs this generation to stop it."""
+    if not _stop_here(message_id):
+        await redis_client().publish(STOP_CHANNEL, str(message_id))
+
+
+def _stop_here(message_id: int) -> bool:
+    """Stop a generation if this process runs it; False when it does not."""
     task = _running.get(message_id)
-    if task is not None:
-        task.cancel()
-        return
-    await redis_client().publish(STOP_CHANNEL, str(message_id))
+    if task is None:
+        return False
+    _stopping.add(message_id)
+    task.cancel()
+    return True
 
 
 def _ensure_stop_listener() -> None:
@@ -291,9 +307,7 @@ async def _listen_for_stops() -> None:
                 if message is None:
                     continue
                 with contextlib.suppress(ValueError, TypeError):
-                    task = _running.get(int(message["data"]))
-                    if task is not None:
-                        task.cancel()
+                    _stop_here(int(message["data"]))
         except asyncio.CancelledError:
             raise
         except Exception:

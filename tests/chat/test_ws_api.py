@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -13,6 +15,7 @@ from budgets.models import Plan, Quota, UsageRecord
 from chat.frames import max_frame_bytes
 from chat.models import Conversation, Message
 from chat.services.api_keys import api_key_create, api_key_revoke
+from chatsite.asgi import application
 
 MODEL = "gpt-5-mini"
 
@@ -98,6 +101,79 @@ async def test_stop_ends_the_answer_and_settles_it(daphne_server, api_key):
     record = await UsageRecord.objects.aget(message_id=started["message_id"])
     assert record.outcome == "stopped"
     assert 0 < record.output_tokens < 400
+
+
+async def test_a_stop_naming_the_conversation_works_from_another_process(daphne_server, api_key):
+    """The live Daphne runs the answer; this process's ASGI app stops it over Redis."""
+    async with opened(daphne_server, api_key) as remote:
+        await remote.send(send("sandbox-reply:400 a long answer"))
+        started, _ = await frames_until(remote, "delta")
+        local = WebsocketCommunicator(
+            application, "/ws/v1/chat/", headers=[(b"authorization", f"Bearer {api_key}".encode())]
+        )
+        assert (await local.connect())[0]
+        stop = {"type": "stop", "conversation_id": started["conversation_id"]}
+        await local.send_to(text_data=json.dumps(stop))
+        stopped = (await frames_until(remote, "stopped", "finished"))[-1]
+        await local.disconnect()
+    assert stopped == {"type": "stopped", "message_id": started["message_id"]}
+    answer = await Message.objects.aget(pk=started["message_id"])
+    assert answer.status == "stopped"
+    assert answer.content
+    record = await UsageRecord.objects.aget(message_id=started["message_id"])
+    assert record.outcome == "stopped"
+
+
+async def test_a_stop_naming_someone_elses_conversation_is_not_found(
+    daphne_server, api_key, other_user
+):
+    conversation = await Conversation.objects.acreate(user=other_user)
+    async with opened(daphne_server, api_key) as ws:
+        await ws.send(json.dumps({"type": "stop", "conversation_id": str(conversation.id)}))
+        error = json.loads(await ws.recv())
+    assert error["type"] == "error"
+    assert error["code"] == "not_found"
+
+
+async def test_closing_the_socket_stops_the_answer_and_settles_it(daphne_server, api_key):
+    async with opened(daphne_server, api_key) as ws:
+        await ws.send(send("sandbox-reply:400 a long answer"))
+        started, _ = await frames_until(ws, "delta")
+    for _ in range(200):
+        answer = await Message.objects.aget(pk=started["message_id"])
+        if answer.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    assert answer.status == "stopped"
+    record = await UsageRecord.objects.aget(message_id=started["message_id"])
+    assert record.outcome == "stopped"
+    assert 0 < record.output_tokens < 400
+
+
+async def test_temperature_zero_repeats_are_answered_from_the_response_cache(
+    daphne_server, api_key
+):
+    async with opened(daphne_server, api_key) as ws:
+        await ws.send(send("sandbox-reply:5 the same question", temperature=0))
+        first = (await frames_until(ws, "finished"))[-1]
+        await ws.send(send("sandbox-reply:5 the same question", temperature=0))
+        again = (await frames_until(ws, "finished"))[-1]
+        await ws.send(send("sandbox-reply:5 the same question", temperature=0.5))
+        warmer = (await frames_until(ws, "finished"))[-1]
+    assert (first["cache_hit"], again["cache_hit"], warmer["cache_hit"]) == (False, True, False)
+    assert again["cost_usd"] == 0
+
+
+async def test_a_send_to_a_conversation_answering_elsewhere_is_busy(daphne_server, api_key):
+    async with opened(daphne_server, api_key) as first, opened(daphne_server, api_key) as second:
+        await first.send(send("sandbox-reply:300 long"))
+        started = (await frames_until(first, "started"))[0]
+        await second.send(send("hi", conversation_id=started["conversation_id"]))
+        error = json.loads(await second.recv())
+        assert error["code"] == "busy"
+        await first.send(json.dumps({"type": "stop"}))
+        await frames_until(first, "stopped")
+    assert await Message.objects.filter(conversation_id=started["conversation_id"]).acount() == 2
 
 
 async def test_a_second_send_while_streaming_is_busy(daphne_server, api_key):
