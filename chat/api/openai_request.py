@@ -11,9 +11,9 @@ from django.conf import settings
 from chat import errors
 
 ROLES: Final = frozenset({"system", "developer", "user", "assistant"})
+MAX_STOP_SEQUENCES: Final = 4  # as OpenAI
 # Accepted but not yet supported by the pipeline: refused, never silently ignored.
 UNSUPPORTED: Final = {
-    "stop": "`stop` is not supported yet; remove it and cut the text yourself.",
     "tools": "Tools are not supported yet.",
     "functions": "Functions are not supported yet.",
     "logprobs": "`logprobs` is not supported.",
@@ -32,6 +32,7 @@ class CompletionRequest:
     include_usage: bool = False
     max_tokens: int | None = None
     temperature: float | None = None
+    stop: tuple[str, ...] = ()
 
 
 def invalid(message: str, param: str | None = None) -> errors.InvalidInput:
@@ -69,6 +70,7 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
     if temperature is not None and not 0 <= temperature <= 2:
         raise invalid("`temperature` must be between 0 and 2.", "temperature")
     _optional(data, "user", str)
+    stop = _stop(data.get("stop"))
     return CompletionRequest(
         model=model[:100],
         system=system,
@@ -78,6 +80,7 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
         include_usage=stream and include_usage,
         max_tokens=max_tokens,
         temperature=None if temperature is None else float(temperature),
+        stop=stop,
     )
 
 
@@ -89,6 +92,25 @@ def _optional(data: dict[str, Any], name: str, kind: type | tuple[type, ...]) ->
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
         raise invalid(f"`{name}` has the wrong type.", name)
     return value
+
+
+def _stop(value: object) -> tuple[str, ...]:
+    """`stop`: a string, or a list of at most 4 strings; none of them empty."""
+    if value is None:
+        return ()
+    sequences = [value] if isinstance(value, str) else value
+    if not isinstance(sequences, list) or not all(isinstance(s, str) for s in sequences):
+        raise invalid(
+            f"`stop` must be a string or a list of up to {MAX_STOP_SEQUENCES} strings.", "stop"
+        )
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise invalid(
+            f"`stop` can hold at most {MAX_STOP_SEQUENCES} sequences; it has {len(sequences)}.",
+            "stop",
+        )
+    if not all(sequences):
+        raise invalid("`stop` sequences must not be empty strings.", "stop")
+    return tuple(dict.fromkeys(sequences))  # in order, without repeats
 
 
 def _messages(value: object) -> tuple[str, list[tuple[str, str]]]:

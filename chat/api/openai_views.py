@@ -126,6 +126,7 @@ async def _start(user_id: int, body: CompletionRequest) -> tuple[AsyncIterator[o
         model=body.model,
         max_tokens=body.max_tokens,
         temperature=body.temperature,
+        stop=body.stop,
     )
 
 

@@ -123,6 +123,8 @@ def build_body(request: ChatRequest, *, cache: bool = True) -> dict[str, Any]:
     system = _system_blocks(request)
     if system:
         body["system"] = system
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
     # The installed SDK's messages.create takes no temperature (current Claude models
     # dropped sampling parameters), so none is sent; the response cache still keys on it.
     if not cache:

@@ -50,6 +50,8 @@ class ChatRequest:
     cache_key: str = ""
     # Attached documents, sent after the system prompt and cached with it.
     documents: tuple[str, ...] = ()
+    # Stop sequences: the answer ends before the first of them it would contain.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

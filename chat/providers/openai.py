@@ -94,6 +94,8 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
     }
     if request.temperature is not None:
         body["temperature"] = request.temperature
+    if request.stop:
+        body["stop"] = list(request.stop)
     if request.cache_key:
         # Routes a conversation's calls to the same cache; caching itself is automatic.
         body["prompt_cache_key"] = request.cache_key

@@ -1,10 +1,11 @@
 """The response cache: an identical deterministic request is answered from Redis.
 
 Only requests with temperature 0 are cached (others are meant to vary). The key is a hash
-of everything that shapes the answer: model, system prompt, messages, max_tokens and
-temperature. Concurrent identical requests make one provider call: the first takes a lock
-and the others wait for its answer (or go ahead themselves if it fails). It talks to Redis
-with the asyncio client directly: Django's cache API would hop to a thread per call.
+of everything that shapes the answer: model, system prompt, messages, max_tokens,
+temperature and stop sequences. Concurrent identical requests make one provider call: the
+first takes a lock and the others wait for its answer (or go ahead themselves if it fails).
+It talks to Redis with the asyncio client directly: Django's cache API would hop to a
+thread per call.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def cache_key(request: ChatRequest) -> str | None:
         "messages": [[m.role, m.content] for m in request.messages],
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
+        "stop": list(request.stop),
     }
     return "chat:rc:" + hashlib.sha256(orjson.dumps(shape)).hexdigest()
 

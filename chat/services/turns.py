@@ -57,6 +57,7 @@ async def run_turn(
     model: str | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    stop: tuple[str, ...] = (),
 ) -> AsyncIterator[TurnEvent]:
     """Run one turn and yield its events; raises ChatError before anything is stored.
 
@@ -89,7 +90,7 @@ async def run_turn(
         prompt_tokens=fit.prompt_tokens,
         max_tokens=fit.request.max_tokens,
     )
-    request = dataclasses.replace(fit.request, max_tokens=reservation.max_tokens)
+    request = dataclasses.replace(fit.request, max_tokens=reservation.max_tokens, stop=stop)
     try:
         started = await sync_to_async(_prepare)(conversation, mode, text, model_info.id)
     except BaseException:

@@ -226,7 +226,21 @@ def test_bad_and_revoked_keys_are_401(daphne_server, user, client):
             "stream",
         ),
         (
-            b'{"model": "gpt-5-mini", "stop": ["\\n"], '
+            b'{"model": "gpt-5-mini", "stop": ["a", "b", "c", "d", "e"], '
+            b'"messages": [{"role": "user", "content": "hi"}]}',
+            "stop",
+        ),
+        (
+            b'{"model": "gpt-5-mini", "stop": ["END", ""], '
+            b'"messages": [{"role": "user", "content": "hi"}]}',
+            "stop",
+        ),
+        (
+            b'{"model": "gpt-5-mini", "stop": 5, "messages": [{"role": "user", "content": "hi"}]}',
+            "stop",
+        ),
+        (
+            b'{"model": "gpt-5-mini", "stop": [["END"]], '
             b'"messages": [{"role": "user", "content": "hi"}]}',
             "stop",
         ),
@@ -244,13 +258,57 @@ def test_malformed_requests_are_400_and_store_nothing(daphne_server, api_key, bo
     assert not Conversation.objects.exists()
 
 
-def test_stop_is_refused_clearly_rather_than_ignored(client):
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "hi"}], stop=["END"]
-        )
-    assert "stop" in refused.value.message
-    assert "not supported" in refused.value.message
+# The sandbox's reply starts 'You asked: "<question>"\n\nThis is the sandbox answering as ...'.
+CUT = "sandbox answering"
+
+
+def test_stop_sequence_ends_the_answer_before_it(client, user):
+    question = "sandbox-reply:60 where does it stop?"
+    completion = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": question}], stop=[CUT, "NEVER"]
+    )
+    content = completion.choices[0].message.content
+    assert content == f'You asked: "{question}"\n\nThis is the '
+    assert completion.choices[0].finish_reason == "stop"
+    assert 0 < completion.usage.completion_tokens < 60
+    answer = Message.objects.get(conversation__user=user, role="assistant")
+    assert (answer.content, answer.status) == (content, "done")
+    assert UsageRecord.objects.get(user=user).output_tokens == completion.usage.completion_tokens
+
+
+def test_stop_sequence_as_a_string_cuts_a_stream(client):
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "sandbox-reply:60 streamed"}],
+        stop=CUT,
+        stream=True,
+    )
+    chunks = [c for c in stream if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.endswith("This is the ")
+    assert CUT not in text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+async def test_stop_sequence_reaches_claude_as_stop_sequences(aclient, user):
+    completion = await aclient.chat.completions.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "sandbox-reply:60 claude"}], stop=[CUT]
+    )
+    assert completion.choices[0].message.content.endswith("This is the ")
+    assert completion.choices[0].finish_reason == "stop"
+    answer = await Message.objects.aget(conversation__user=user, role="assistant")
+    assert answer.stop_reason == "stop_sequence"
+
+
+def test_the_response_cache_tells_answers_with_different_stops_apart(client):
+    ask = {"model": MODEL, "temperature": 0, "messages": [{"role": "user", "content": "Same"}]}
+    whole = client.chat.completions.create(**ask).choices[0].message.content
+    cut = client.chat.completions.create(**ask, stop=[CUT]).choices[0].message.content
+    again = client.chat.completions.create(**ask, stop=[CUT])
+    assert CUT in whole
+    assert cut == whole[: whole.index(CUT)]
+    assert again.choices[0].message.content == cut
+    assert again.usage.model_extra["cost_usd"] == 0  # answered from the cache
 
 
 def test_oversized_body_is_refused_from_its_content_length(daphne_server, api_key, settings):
