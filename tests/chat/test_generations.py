@@ -109,6 +109,22 @@ async def test_stop_from_another_process_reaches_the_generation(providers, user)
     assert await generations.active_generation(conversation.id) is None
 
 
+async def test_a_stop_whose_cancellation_was_swallowed_still_stops_the_generation(providers, user):
+    """redis-py 8.1 can swallow a task's cancellation mid-command: the stop flag remains."""
+    conversation = await Conversation.objects.acreate(user=user)
+    started = await generations.generation_start(
+        user_id=user.id, conversation_id=conversation.id, text="sandbox-fault:slow"
+    )
+    message_id = started.assistant_message_id
+    async for frame in generations.generation_follow(message_id):
+        if frame["type"] == "delta":
+            break
+    generations._stopping.add(message_id)  # what a swallowed task.cancel() leaves behind
+    answer = await wait_for_status(message_id, Message.Status.STOPPED)
+    assert answer.content
+    assert message_id not in generations._stopping
+
+
 async def test_a_dead_generation_is_marked_interrupted_by_its_readers(providers, user):
     conversation = await Conversation.objects.acreate(user=user)
     user_message = await Message.objects.acreate(
