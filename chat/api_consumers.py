@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -23,6 +24,8 @@ from chat.api.ws_frames import SendFrame, StopFrame, parse_api_frame
 from chat.services import api_conversations, generations
 from chat.services.api_keys import aapi_key_authenticate, bearer_key
 from chat.services.events import Started
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -92,15 +95,23 @@ class ApiChatConsumer(AsyncWebsocketConsumer):
 
     async def relay(self, message_id: int) -> None:
         """Send the answer's frames from its stream, in order, until its final one."""
-        async for frame in generations.generation_follow(message_id):
-            if frame["type"] in generations.TERMINAL:
-                self.message_id = None  # the program may send its next message at once
-            state = None
-            if frame["type"] in wire.BUDGETED:
-                state = await budget_state(user_id=self.user_id)  # type: ignore[arg-type]
-            out = wire.from_generation(frame, state)
-            if out is not None:
-                await self.send_frame(out)
+        try:
+            async for frame in generations.generation_follow(message_id):
+                if frame["type"] in generations.TERMINAL:
+                    self.message_id = None  # the program may send its next message at once
+                state = None
+                if frame["type"] in wire.BUDGETED:
+                    state = await budget_state(user_id=self.user_id)  # type: ignore[arg-type]
+                out = wire.from_generation(frame, state)
+                if out is not None:
+                    await self.send_frame(out)
+        except Exception:  # Redis went away: the answer goes on, this socket cannot show it
+            logger.exception("relaying generation %s failed", message_id)
+            self.message_id = None
+            failure = errors.StreamInterrupted(
+                "Lost track of the answer; it is kept in the conversation."
+            )
+            await self.send_frame({**wire.error(failure), "message_id": message_id})
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):  # the program may have gone away

@@ -135,17 +135,23 @@ async def test_a_stop_naming_someone_elses_conversation_is_not_found(
     assert error["code"] == "not_found"
 
 
+async def settled(message_id: int) -> UsageRecord:
+    """The ledger row of an answer, once the pipeline has settled it (within 10 s)."""
+    for _ in range(200):
+        record = await UsageRecord.objects.filter(message_id=message_id).afirst()
+        if record is not None:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"answer {message_id} was not settled")
+
+
 async def test_closing_the_socket_stops_the_answer_and_settles_it(daphne_server, api_key):
     async with opened(daphne_server, api_key) as ws:
         await ws.send(send("sandbox-reply:400 a long answer"))
         started, _ = await frames_until(ws, "delta")
-    for _ in range(200):
-        answer = await Message.objects.aget(pk=started["message_id"])
-        if answer.status != "streaming":
-            break
-        await asyncio.sleep(0.05)
+    record = await settled(started["message_id"])
+    answer = await Message.objects.aget(pk=started["message_id"])
     assert answer.status == "stopped"
-    record = await UsageRecord.objects.aget(message_id=started["message_id"])
     assert record.outcome == "stopped"
     assert 0 < record.output_tokens < 400
 
@@ -296,3 +302,43 @@ def test_the_example_client_runs(daphne_server, api_key):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "tokens, $" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_losing_the_stream_is_an_error_frame_and_the_socket_can_go_on(
+    providers, user, monkeypatch
+):
+    """In-process: Redis failing under the relay does not leave the socket busy."""
+    from chat.services import generations
+
+    async def broken_follow(message_id, **kwargs):
+        raise ConnectionError("Redis went away")
+        yield  # an async generator, like the real one
+
+    _, key = await sync_to_async(api_key_create)(user_id=user.id, name="tests")
+    ws = WebsocketCommunicator(
+        application, "/ws/v1/chat/", headers=[(b"authorization", f"Bearer {key}".encode())]
+    )
+    assert (await ws.connect())[0]
+    monkeypatch.setattr(generations, "generation_follow", broken_follow)
+    await ws.send_to(text_data=send("sandbox-reply:3 first"))
+    started = json.loads(await ws.receive_from(timeout=5))
+    error = json.loads(await ws.receive_from(timeout=5))
+    assert error["type"] == "error"
+    assert error["code"] == "stream_interrupted"
+    assert error["message_id"] == started["message_id"]
+    monkeypatch.undo()
+    assert (await settled(started["message_id"])).outcome == "finished"  # it went on
+    for _ in range(100):  # its end frame clears the conversation's marker just after
+        if await generations.active_generation(started["conversation_id"]) is None:
+            break
+        await asyncio.sleep(0.05)
+    await ws.send_to(
+        text_data=send("sandbox-reply:3 second", conversation_id=started["conversation_id"])
+    )
+    frames = [json.loads(await ws.receive_from(timeout=5)) for _ in range(2)]
+    while frames[-1]["type"] not in ("finished", "error"):
+        frames.append(json.loads(await ws.receive_from(timeout=5)))
+    await ws.disconnect()
+    assert frames[0]["type"] == "started"
+    assert frames[-1]["type"] == "finished"
