@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def setup() -> None:
     """Configure Django with the project's settings, as manage.py does for development."""
-    sys.path.insert(0, str(ROOT))
+    # The repository root first, and not bench/: its queue.py would shadow the stdlib's queue.
+    sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
     os.environ.setdefault("DEBUG", "true")
     import django

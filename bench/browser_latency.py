@@ -39,7 +39,8 @@ import httpx2
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The repository root first, and not bench/: its queue.py would shadow the stdlib's queue.
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
 from chatsite.embedded_redis import EmbeddedRedis  # noqa: E402
 
