@@ -335,9 +335,14 @@ TASKS = {
 # has expired (the worker died) is run again, at most TASKS_MAX_ATTEMPTS times in all.
 TASKS_WORKER_HEARTBEAT_SECONDS = env_float("TASKS_WORKER_HEARTBEAT_SECONDS", 30.0)
 TASKS_MAX_ATTEMPTS = env_int("TASKS_MAX_ATTEMPTS", 3)
-if TASKS_WORKER_HEARTBEAT_SECONDS < 1 or TASKS_MAX_ATTEMPTS < 1:
+if TASKS_WORKER_HEARTBEAT_SECONDS < 1:
+    raise ImproperlyConfigured("TASKS_WORKER_HEARTBEAT_SECONDS must be at least 1.")
+if TASKS_MAX_ATTEMPTS < 2:
+    # With one attempt, a task whose worker died would never run again to record why it
+    # gave up: a document being read would stay "processing" for good.
     raise ImproperlyConfigured(
-        "TASKS_WORKER_HEARTBEAT_SECONDS and TASKS_MAX_ATTEMPTS must be at least 1."
+        "TASKS_MAX_ATTEMPTS must be at least 2, so a task cut short by a dead worker runs "
+        "once more to finish or to record why it gave up."
     )
 
 # --- Budgets ----------------------------------------------------------------------------

@@ -58,3 +58,9 @@ def test_redis_url_from_the_environment_reaches_cache_and_channel_layer():
     assert os.environ["REDIS_URL"] == settings.REDIS_URL
     assert settings.CACHES["default"]["LOCATION"] == settings.REDIS_URL
     assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] == settings.REDIS_URL
+
+
+def test_a_single_task_attempt_is_refused_at_startup(tmp_path):
+    result = _import_settings({"DEBUG": "true", "TASKS_MAX_ATTEMPTS": "1"}, tmp_path)
+    assert result.returncode != 0
+    assert "TASKS_MAX_ATTEMPTS must be at least 2" in result.stderr
