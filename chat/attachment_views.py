@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from chat import errors
 from chat.services import attachments, conversations
@@ -23,6 +23,22 @@ def attachment_add(request: HttpRequest, conversation_id: str) -> HttpResponse:
     return _change(
         request, conversation_id, attachments.document_attach, request.POST.get("document_id", "")
     )
+
+
+@login_required
+@require_GET
+def attachment_choices(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """The documents the user may attach now (the menu asks again each time it opens)."""
+    user_id = request.user.id
+    try:
+        conversation = conversations.conversation_get_for_user(
+            user_id=user_id, conversation_id=conversation_id
+        )
+    except errors.NotFound:
+        raise Http404("No such conversation.") from None
+    panel = attachments.attachment_panel(user_id=user_id, conversation_id=conversation.id)
+    context = {"conversation": conversation, "attachments": panel}
+    return render(request, "chat/conversation.html#attach-choices", context)
 
 
 @login_required

@@ -437,3 +437,22 @@ def test_the_page_total_shows_what_prompt_caching_saved(providers, client, conve
     # Each answer keeps its own saving after a reload, not only while the page was open.
     assert "1000 tokens from the prompt cache, saved $0.0027" in page
     assert "3000 tokens from the prompt cache, saved $0.0081" in page
+
+
+def test_opening_the_menu_lists_documents_read_since_the_page_loaded(
+    providers, client, user, other_user, conversation
+):
+    page = client.get(f"/c/{conversation.id}/").content.decode()
+    assert "No documents ready to attach" in page
+    assert f'hx-get="/c/{conversation.id}/documents/"' in page
+    document = make_document(user, name="late.txt")
+    make_document(other_user, name="theirs.txt")
+
+    choices = client.get(f"/c/{conversation.id}/documents/", headers={"HX-Request": "true"})
+    assert choices.status_code == 200
+    html = choices.content.decode()
+    assert f'value="{document.id}"' in html
+    assert "late.txt" in html
+    assert "theirs.txt" not in html
+    theirs = Conversation.objects.create(user=other_user)
+    assert client.get(f"/c/{theirs.id}/documents/").status_code == 404
