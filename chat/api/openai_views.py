@@ -25,6 +25,7 @@ from chat.api.openai_request import CompletionRequest, parse_completion_request
 from chat.providers import catalog
 from chat.services import api_conversations
 from chat.services.api_keys import aapi_key_authenticate, bearer_key
+from chat.services.conversations import NewConversation
 from chat.services.turns import Delta, Failed, Finished, Started
 
 UNAUTHORIZED = (
@@ -114,14 +115,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 
 async def _start(user_id: int, body: CompletionRequest) -> tuple[AsyncIterator[object], Started]:
-    """Store the request's conversation and start the turn; on a refusal, store nothing."""
-    conversation = await sync_to_async(api_conversations.api_conversation_create)(
-        user_id=user_id, system=body.system, history=body.history, text=body.text
-    )
+    """Start the turn, which stores the request's conversation; on a refusal, store nothing."""
     return await api_conversations.api_turn_begin(
         user_id=user_id,
-        conversation_id=conversation.id,
-        undo=conversation.delete,
+        conversation=NewConversation(system=body.system, history=body.history),
         text=body.text,
         model=body.model,
         max_tokens=body.max_tokens,

@@ -1,9 +1,9 @@
 """Conversations of the APIs for programs, stored like any other and shown in the pages.
 
-The OpenAI-compatible API makes one per request and runs its turn in the request; the
-websocket API makes one or goes on with one and runs the turn as a generation (so a stop
-reaches it from any process). A refused turn leaves nothing behind: what the door
-prepared is undone.
+The OpenAI-compatible API makes one per request, stored with its turn, and runs the turn
+in the request; the websocket API makes one or goes on with one and runs the turn as a
+generation (so a stop reaches it from any process). A refused turn leaves nothing behind:
+what the door prepared is undone.
 """
 
 from __future__ import annotations
@@ -13,33 +13,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
 
 from chat import errors
-from chat.models import Conversation, Message
+from chat.models import Conversation
 from chat.services import generations
 from chat.services.conversations import (
+    NewConversation,
     conversation_get_for_user,
     conversation_set_system_prompt,
-    title_from_text,
 )
 from chat.services.events import Started, TurnEvent
 from chat.services.turns import run_turn
-
-
-@transaction.atomic
-def api_conversation_create(
-    *, user_id: int, system: str, history: tuple[tuple[str, str], ...], text: str
-) -> Conversation:
-    """A conversation holding a request's system prompt and earlier turns (not the last)."""
-    first_user = next((content for role, content in history if role == "user"), text)
-    conversation = Conversation.objects.create(
-        user_id=user_id, system_prompt=system, title=title_from_text(first_user)
-    )
-    Message.objects.bulk_create(
-        Message(conversation=conversation, role=role, content=content) for role, content in history
-    )
-    return conversation
 
 
 def api_conversation_for_turn(
@@ -65,15 +49,15 @@ def api_conversation_for_turn(
 
 
 async def api_turn_begin(
-    *, user_id: int, conversation_id: uuid.UUID, undo: Callable[[], object], **turn: Any
+    *, user_id: int, conversation: NewConversation, **turn: Any
 ) -> tuple[AsyncIterator[TurnEvent], Started]:
-    """Start a turn and wait for it to be stored; a refusal undoes what the door prepared."""
-    events = run_turn(user_id=user_id, conversation_id=conversation_id, **turn)
-    try:
-        started = await anext(events)
-    except BaseException:
-        await sync_to_async(undo)()
-        raise
+    """Start a request's turn and wait for it to be stored, with its conversation.
+
+    The conversation is stored in the turn's one write, once the budget agreed: a refusal
+    raises having stored nothing, and the first byte waits for no other database call.
+    """
+    events = run_turn(user_id=user_id, new_conversation=conversation, **turn)
+    started = await anext(events)
     assert isinstance(started, Started)
     return events, started
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +54,43 @@ def turn_messages_create(
         conversation.title = title_from_text(text)
         fields.append("title")
     conversation.save(update_fields=fields)
+    return user_message, assistant_message
+
+
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    """A conversation a program sends whole (the OpenAI-compatible API): its system prompt and
+    earlier (role, text) turns, stored only with its first turn, once the budget agreed."""
+
+    system: str = ""
+    history: tuple[tuple[str, str], ...] = ()
+
+    def title(self, text: str) -> str:
+        """From the first user message (the turn's own text when there is no earlier one)."""
+        first_user = next((content for role, content in self.history if role == "user"), text)
+        return title_from_text(first_user) or title_from_text(text)
+
+
+@transaction.atomic
+def conversation_create_with_turn(
+    *, conversation: Conversation, history: tuple[tuple[str, str], ...], text: str, model: str
+) -> tuple[Message, Message]:
+    """Store a new conversation (built unsaved by the turn) with its earlier turns, the user's
+    message and the answer's placeholder, in one transaction."""
+    conversation.model = model
+    conversation.save(force_insert=True)
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role=role, content=content) for role, content in history
+    )
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=text
+    )
+    assistant_message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model,
+    )
     return user_message, assistant_message
 
 

@@ -53,6 +53,11 @@ def merge_turns(history: list[tuple[str, str]]) -> tuple[ChatMessage, ...]:
     return tuple(merged)
 
 
+def send_turns(history: Sequence[tuple[str, str]], text: str) -> list[tuple[str, str]]:
+    """(role, text) turns to send a new message with: the earlier ones that have text, then it."""
+    return [*((role, content) for role, content in history if content), ("user", text)]
+
+
 def prompt_turns(*, conversation: Conversation, mode: TurnMode, text: str) -> tuple[list, str]:
     """(role, text) turns to send, and the partial answer a continuation extends.
 
@@ -64,8 +69,7 @@ def prompt_turns(*, conversation: Conversation, mode: TurnMode, text: str) -> tu
         .values_list("id", "role", "content", "status")
     )
     if mode == "send":
-        turns = [(role, content) for _, role, content, _ in rows if content]
-        return [*turns, ("user", text)], ""
+        return send_turns([(role, content) for _, role, content, _ in rows], text), ""
     if mode == "regenerate":
         last_user = max(
             (i for i, (_, role, _, _) in enumerate(rows) if role == "user"), default=None

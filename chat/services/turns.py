@@ -33,6 +33,7 @@ from chat.providers.specs import ModelInfo
 from chat.providers.tokens import estimate_output_tokens
 from chat.services import accounting, attachments, conversations, prompts, response_cache
 from chat.services.accounting import Outcome
+from chat.services.conversations import NewConversation
 from chat.services.events import (
     Delta,
     Failed,
@@ -51,7 +52,8 @@ __all__ = ["Delta", "Failed", "Finished", "Notice", "Retrying", "Started", "run_
 async def run_turn(
     *,
     user_id: int,
-    conversation_id: uuid.UUID | str,
+    conversation_id: uuid.UUID | str | None = None,
+    new_conversation: NewConversation | None = None,
     text: object = "",
     mode: TurnMode = "send",
     model: str | None = None,
@@ -64,16 +66,33 @@ async def run_turn(
     `send` answers a new message; `regenerate` answers the last user message again
     (replacing the answers after it, bypassing the response cache; also the Retry after
     a failure); `continue` streams the rest of a stopped or interrupted answer into it.
+    A `new_conversation` (instead of a conversation_id) is sent, and stored with the turn.
     """
     text = validate_text(text) if mode == "send" else ""
-    conversation, documents = await sync_to_async(attachments.conversation_for_turn)(
-        user_id=user_id, conversation_id=conversation_id
-    )
+    if new_conversation is not None:
+        assert mode == "send"
+        assert conversation_id is None
+        # Nothing to read: the conversation is built here and stored with the turn's messages.
+        conversation = Conversation(
+            user_id=user_id,
+            system_prompt=new_conversation.system,
+            title=new_conversation.title(text),
+        )
+        documents: tuple[prompts.PromptDocument, ...] = ()
+        read: tuple[list, str] | errors.ChatError = (
+            prompts.send_turns(new_conversation.history, text),
+            "",
+        )
+    else:
+        assert conversation_id is not None
+        conversation, documents, read = await sync_to_async(_read)(
+            user_id=user_id, conversation_id=conversation_id, mode=mode, text=text
+        )
     model_id = model or conversation.model or getattr(catalog.default_model(), "id", "")
     model_info, provider = catalog.resolve(model_id)
-    turns, prefix = await sync_to_async(prompts.prompt_turns)(
-        conversation=conversation, mode=mode, text=text
-    )
+    if isinstance(read, errors.ChatError):
+        raise read
+    turns, prefix = read
     request = prompts.build_request(
         conversation=conversation,
         model=model_info,
@@ -92,7 +111,9 @@ async def run_turn(
     )
     request = dataclasses.replace(fit.request, max_tokens=reservation.max_tokens, stop=stop)
     try:
-        started = await sync_to_async(_prepare)(conversation, mode, text, model_info.id)
+        started = await sync_to_async(_prepare)(
+            conversation, mode, text, model_info.id, new=new_conversation
+        )
     except BaseException:
         await accounting.release(reservation)
         raise
@@ -134,8 +155,38 @@ async def run_turn(
         await asyncio.shield(settle())  # stopped, or the caller went away
 
 
-def _prepare(conversation: Conversation, mode: TurnMode, text: str, model: str) -> Started:
+def _read(
+    *, user_id: int, conversation_id: uuid.UUID | str, mode: TurnMode, text: str
+) -> tuple[Conversation, tuple[prompts.PromptDocument, ...], tuple[list, str] | errors.ChatError]:
+    """The turn's reads in one thread hop: the conversation, its documents, the turns to send.
+
+    A refusal of the turns (nothing to regenerate or continue) is returned rather than raised,
+    so an unknown model is still refused first.
+    """
+    conversation, documents = attachments.conversation_for_turn(
+        user_id=user_id, conversation_id=conversation_id
+    )
+    try:
+        read = prompts.prompt_turns(conversation=conversation, mode=mode, text=text)
+    except errors.ChatError as exc:
+        return conversation, documents, exc
+    return conversation, documents, read
+
+
+def _prepare(
+    conversation: Conversation,
+    mode: TurnMode,
+    text: str,
+    model: str,
+    *,
+    new: NewConversation | None = None,
+) -> Started:
     """Store what the turn needs, once the budget agreed (sync, one transaction)."""
+    if new is not None:
+        user_message, answer = conversations.conversation_create_with_turn(
+            conversation=conversation, history=new.history, text=text, model=model
+        )
+        return Started(conversation.id, user_message.id, answer.id, model, text)
     if mode == "send":
         user_message, answer = conversations.turn_messages_create(
             conversation=conversation, text=text, model=model
