@@ -14,7 +14,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.api.body_limit import BodyLimitMiddleware  # noqa: E402
+from chat.api.body_limit import API_PREFIX, BodyLimitMiddleware  # noqa: E402
+from chat.api.middleware import ApiHandler  # noqa: E402
 from chat.routing import api_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 browser_websocket = AllowedHostsOriginValidator(
@@ -24,6 +25,15 @@ browser_websocket = AllowedHostsOriginValidator(
 api_websocket = URLRouter(api_websocket_urlpatterns)
 
 
+# The API paths get Django without the browser's middleware (chat/api/middleware.py).
+django_api_app = ApiHandler()
+
+
+async def http(scope, receive, send):  # type: ignore[no-untyped-def]
+    app = django_api_app if scope["path"].startswith(API_PREFIX) else django_asgi_app
+    return await app(scope, receive, send)
+
+
 async def websocket(scope, receive, send):  # type: ignore[no-untyped-def]
     app = api_websocket if scope["path"].startswith("/ws/v1/") else browser_websocket
     return await app(scope, receive, send)
@@ -31,7 +41,7 @@ async def websocket(scope, receive, send):  # type: ignore[no-untyped-def]
 
 application = ProtocolTypeRouter(
     {
-        "http": BodyLimitMiddleware(django_asgi_app),
+        "http": BodyLimitMiddleware(http),
         "websocket": websocket,
     }
 )

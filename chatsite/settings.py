@@ -110,6 +110,16 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
 ]
 
+# The APIs for programs (/v1/, chatsite/asgi.py) send no cookies and get no pages: no session,
+# CSRF, login, messages, static files or htmx. They keep the headers and host check of the
+# site's middleware, run on the event loop instead of a thread each (chat/api/middleware.py).
+CHAT_API_MIDDLEWARE = [
+    "chat.api.middleware.SecurityMiddleware",
+    "chat.api.middleware.CommonMiddleware",
+    "chat.api.middleware.XFrameOptionsMiddleware",
+    "chat.api.middleware.CSPMiddleware",
+]
+
 ROOT_URLCONF = "chatsite.urls"
 ASGI_APPLICATION = "chatsite.asgi.application"
 
@@ -326,8 +336,7 @@ if not 60 <= CHAT_BATCH_RESERVATION_TTL <= 86_400:
 # may use django-tasks-rq instead (docs/operations.md). `manage.py run_worker` runs tasks.
 TASKS = {
     "default": {
-        "BACKEND": os.environ.get("TASKS_BACKEND", "").strip()
-        or "django_tasks_db.DatabaseBackend",
+        "BACKEND": os.environ.get("TASKS_BACKEND", "").strip() or "django_tasks_db.DatabaseBackend",
         "QUEUES": ["default", "documents", "batches", "alerts"],
     }
 }
