@@ -17,6 +17,9 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from chat.api.body_limit import API_PREFIX, BodyLimitMiddleware  # noqa: E402
 from chat.api.middleware import ApiHandler  # noqa: E402
 from chat.routing import api_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+from chatsite.sqlite_wal import sqlite_wal_keep  # noqa: E402
+
+sqlite_wal_keep()
 
 browser_websocket = AllowedHostsOriginValidator(
     AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
