@@ -122,6 +122,11 @@ async def test_a_stop_whose_cancellation_was_swallowed_still_stops_the_generatio
     generations._stopping.add(message_id)  # what a swallowed task.cancel() leaves behind
     answer = await wait_for_status(message_id, Message.Status.STOPPED)
     assert answer.content
+    # The flag is cleared once the generation has wound up, just after the status is written.
+    for _ in range(100):
+        if message_id not in generations._stopping:
+            break
+        await asyncio.sleep(0.05)
     assert message_id not in generations._stopping
 
 
