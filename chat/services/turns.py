@@ -31,7 +31,7 @@ from chat.providers.base import ChatRequest, Provider, StreamEnd, TextDelta, Usa
 from chat.providers.retry import Retrying, stream_with_retries
 from chat.providers.specs import ModelInfo
 from chat.providers.tokens import estimate_output_tokens
-from chat.services import accounting, attachments, conversations, prompts, response_cache
+from chat.services import accounting, conversations, prompts, response_cache, turn_records
 from chat.services.accounting import Outcome
 from chat.services.conversations import NewConversation
 from chat.services.events import (
@@ -85,7 +85,7 @@ async def run_turn(
         )
     else:
         assert conversation_id is not None
-        conversation, documents, read = await sync_to_async(_read)(
+        conversation, documents, read = await sync_to_async(turn_records.turn_read)(
             user_id=user_id, conversation_id=conversation_id, mode=mode, text=text
         )
     model_id = model or conversation.model or getattr(catalog.default_model(), "id", "")
@@ -111,7 +111,7 @@ async def run_turn(
     )
     request = dataclasses.replace(fit.request, max_tokens=reservation.max_tokens, stop=stop)
     try:
-        started = await sync_to_async(_prepare)(
+        started = await sync_to_async(turn_records.turn_store)(
             conversation, mode, text, model_info.id, new=new_conversation
         )
     except BaseException:
@@ -153,58 +153,6 @@ async def run_turn(
             yield event
     finally:
         await asyncio.shield(settle())  # stopped, or the caller went away
-
-
-def _read(
-    *, user_id: int, conversation_id: uuid.UUID | str, mode: TurnMode, text: str
-) -> tuple[Conversation, tuple[prompts.PromptDocument, ...], tuple[list, str] | errors.ChatError]:
-    """The turn's reads in one thread hop: the conversation, its documents, the turns to send.
-
-    A refusal of the turns (nothing to regenerate or continue) is returned rather than raised,
-    so an unknown model is still refused first.
-    """
-    conversation, documents = attachments.conversation_for_turn(
-        user_id=user_id, conversation_id=conversation_id
-    )
-    try:
-        read = prompts.prompt_turns(conversation=conversation, mode=mode, text=text)
-    except errors.ChatError as exc:
-        return conversation, documents, exc
-    return conversation, documents, read
-
-
-def _prepare(
-    conversation: Conversation,
-    mode: TurnMode,
-    text: str,
-    model: str,
-    *,
-    new: NewConversation | None = None,
-) -> Started:
-    """Store what the turn needs, once the budget agreed (sync, one transaction)."""
-    if new is not None:
-        user_message, answer = conversations.conversation_create_with_turn(
-            conversation=conversation, history=new.history, text=text, model=model
-        )
-        return Started(conversation.id, user_message.id, answer.id, model, text)
-    if mode == "send":
-        user_message, answer = conversations.turn_messages_create(
-            conversation=conversation, text=text, model=model
-        )
-        return Started(conversation.id, user_message.id, answer.id, model, text)
-    if mode == "regenerate":
-        user_message, answer, replaced = conversations.turn_regenerate_prepare(
-            conversation=conversation, model=model
-        )
-        return Started(
-            conversation.id, user_message.id, answer.id, model, user_message.content,
-            mode="regenerate", replaced_message_ids=tuple(replaced),
-        )  # fmt: skip
-    answer = conversations.turn_continue_prepare(conversation=conversation)
-    return Started(
-        conversation.id, 0, answer.id, answer.model or model, "",
-        mode="continue", prefix=answer.content,
-    )  # fmt: skip
 
 
 @dataclasses.dataclass
