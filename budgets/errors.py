@@ -14,9 +14,16 @@ import datetime as dt
 from typing import Any, Literal
 
 RefusalCode = Literal[
-    "budget_exceeded", "rate_limited", "too_many_streams", "budget_unavailable", "model_not_allowed"
+    "budget_exceeded",
+    "rate_limited",
+    "too_many_streams",
+    "budget_unavailable",
+    "model_not_allowed",
+    "not_a_member",
 ]
-LimitName = Literal["daily_tokens", "daily_cost", "rpm", "concurrent", "allowed_models", "store"]
+LimitName = Literal[
+    "daily_tokens", "daily_cost", "rpm", "concurrent", "allowed_models", "store", "team"
+]
 
 # The codes that reach the wire, listed once.
 REFUSAL_CODES: frozenset[str] = frozenset(RefusalCode.__args__)  # type: ignore[attr-defined]
@@ -32,7 +39,11 @@ class BudgetError(Exception):
 
 
 class BudgetRefused(BudgetError):
-    """A reservation was refused; nothing may be sent to a provider."""
+    """A reservation was refused; nothing may be sent to a provider.
+
+    `scope` names the budget that refused (budgets/scopes.py: user:42, member:7:42, team:7,
+    provider:anthropic), so doors can say which limit it was.
+    """
 
     def __init__(
         self,

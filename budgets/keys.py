@@ -1,7 +1,6 @@
-"""Redis keys, by scope, so that later scopes (team, member, provider) slot in.
+"""Redis keys, by scope (see budgets/scopes.py: user:42, member:7:42, team:7, provider:openai).
 
-A scope is a string such as "user:42" (later "team:7", "member:7:42", "provider:anthropic").
-    budgets:limits-gen                   string  bumped when a plan changes: cached limits go stale
+    budgets:limits-gen                   string  bumped when limits change: cached limits go stale
     budgets:{scope}:limits               hash    the scope's effective limits (cached from the DB)
     budgets:{scope}:streams              zset    request_id -> expiry ms: concurrent streams
     budgets:{scope}:rpm                  zset    request_id -> admitted ms: the sliding minute
@@ -9,47 +8,56 @@ A scope is a string such as "user:42" (later "team:7", "member:7:42", "provider:
     budgets:{day}:{scope}:resv           zset    request_id -> expiry ms: live reservations
     budgets:{day}:{scope}:ask            hash    request_id -> "tokens cost granted" it holds
     budgets:{day}:{scope}:done           set     request ids settled or released (idempotence)
+    budgets:{day}:{scope}:alerted        set     alert thresholds (percent) already crossed today
     budgets:{day}:{scope}:rebuild-lock   string  SET NX PX while rebuilding from the ledger
 Day keys expire two days after their last write.
 """
 
 from __future__ import annotations
 
+from budgets.scopes import Scope
+
 PREFIX = "budgets:"
 GEN_KEY = "budgets:limits-gen"
 DAY_KEY_TTL_SECONDS = 2 * 86_400
 # Per scope, the keys the Lua scripts take, in this order.
-SCOPE_KEY_NAMES = ("limits", "streams", "rpm", "used", "resv", "ask", "done")
+SCOPE_KEY_NAMES = ("limits", "streams", "rpm", "used", "resv", "ask", "done", "alerted")
 
 
 def user_scope(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def scope_keys(scope: str, day: str) -> list[str]:
+def _name(scope: Scope | str) -> str:
+    return scope.key if isinstance(scope, Scope) else scope
+
+
+def scope_keys(scope: Scope | str, day: str) -> list[str]:
     """The keys of one scope for one day, in SCOPE_KEY_NAMES order."""
+    s = _name(scope)
     return [
-        f"budgets:{scope}:limits",
-        f"budgets:{scope}:streams",
-        f"budgets:{scope}:rpm",
-        f"budgets:{day}:{scope}:used",
-        f"budgets:{day}:{scope}:resv",
-        f"budgets:{day}:{scope}:ask",
-        f"budgets:{day}:{scope}:done",
+        f"budgets:{s}:limits",
+        f"budgets:{s}:streams",
+        f"budgets:{s}:rpm",
+        f"budgets:{day}:{s}:used",
+        f"budgets:{day}:{s}:resv",
+        f"budgets:{day}:{s}:ask",
+        f"budgets:{day}:{s}:done",
+        f"budgets:{day}:{s}:alerted",
     ]
 
 
-def limits_key(scope: str) -> str:
-    return f"budgets:{scope}:limits"
+def limits_key(scope: Scope | str) -> str:
+    return f"budgets:{_name(scope)}:limits"
 
 
-def used_key(scope: str, day: str) -> str:
-    return f"budgets:{day}:{scope}:used"
+def used_key(scope: Scope | str, day: str) -> str:
+    return f"budgets:{day}:{_name(scope)}:used"
 
 
-def done_key(scope: str, day: str) -> str:
-    return f"budgets:{day}:{scope}:done"
+def done_key(scope: Scope | str, day: str) -> str:
+    return f"budgets:{day}:{_name(scope)}:done"
 
 
-def rebuild_lock_key(scope: str, day: str) -> str:
-    return f"budgets:{day}:{scope}:rebuild-lock"
+def rebuild_lock_key(scope: Scope | str, day: str) -> str:
+    return f"budgets:{day}:{_name(scope)}:rebuild-lock"

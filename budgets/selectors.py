@@ -11,7 +11,17 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from budgets.days import budget_zone, day_bounds
-from budgets.models import MICROS_PER_USD, Plan, Quota, UsageRecord
+from budgets.models import (
+    MICROS_PER_USD,
+    PROVIDER_CHOICES,
+    Plan,
+    ProviderCap,
+    Quota,
+    Team,
+    TeamMembership,
+    UsageRecord,
+)
+from budgets.scopes import Scope
 
 TOTAL_TOKENS = (
     F("input_tokens") + F("cache_write_tokens") + F("cache_read_tokens") + F("output_tokens")
@@ -109,12 +119,92 @@ def counted_records(*, user_id: int, day: dt.date) -> QuerySet[UsageRecord]:
     )
 
 
-def ledger_day_entries(*, user_id: int, day: dt.date) -> list[tuple[str, int, int]]:
-    """(request_id, tokens, cost_micros) of each counted row, for a rebuild."""
-    rows = counted_records(user_id=user_id, day=day).annotate(total=TOTAL_TOKENS)
+def scope_records(*, scope: Scope, day: dt.date) -> QuerySet[UsageRecord]:
+    """The ledger rows that count against a scope (user, member, team, provider) on `day`."""
+    if scope.kind == "user":
+        return counted_records(user_id=scope.user_id, day=day)  # type: ignore[arg-type]
+    start, end = day_bounds(day)
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end, cache_hit=False)
+    if scope.kind == "member":
+        return rows.filter(team_id=scope.team_id, user_id=scope.user_id)
+    if scope.kind == "team":
+        return rows.filter(team_id=scope.team_id)
+    return rows.filter(provider=scope.provider)
+
+
+def ledger_day_entries(
+    *, user_id: int | None = None, day: dt.date, scope: Scope | None = None
+) -> list[tuple[str, int, int]]:
+    """(request_id, tokens, cost_micros) of each counted row of a user or a scope, for a rebuild."""
+    if scope is None:
+        rows = counted_records(user_id=user_id, day=day)  # type: ignore[arg-type]
+    else:
+        rows = scope_records(scope=scope, day=day)
+    rows = rows.annotate(total=TOTAL_TOKENS)
     return [
         (r, int(t), int(c)) for r, t, c in rows.values_list("request_id", "total", "cost_micros")
     ]
+
+
+def scope_limits(scope: Scope) -> dict[str, str | int]:
+    """The cached limits of a team, member or provider scope, as the reserve script reads them.
+
+    -1 means no such limit; rpm, concurrent and max_output 0 mean none (those are personal).
+    """
+    mapping: dict[str, str | int] = {
+        "daily_tokens": -1,
+        "daily_cost": -1,
+        "rpm": 0,
+        "concurrent": 0,
+        "max_output": 0,
+        "models": "",
+    }
+    if scope.kind == "team":
+        team = Team.objects.filter(pk=scope.team_id).first()
+        if team is None:
+            mapping.update(daily_tokens=0, label=f"#{scope.team_id} (deleted)")
+            return mapping
+        cost = team.daily_cost_micros
+        models = team.allowed_model_list
+        mapping.update(
+            daily_tokens=team.daily_tokens,
+            daily_cost=-1 if cost is None else cost,
+            models="|" + "|".join(models) + "|" if models else "",
+            label=team.name,
+        )
+    elif scope.kind == "member":
+        membership = (
+            TeamMembership.objects.select_related("team")
+            .filter(team_id=scope.team_id, user_id=scope.user_id)
+            .first()
+        )
+        if membership is None:
+            name = Team.objects.filter(pk=scope.team_id).values_list("name", flat=True).first()
+            mapping.update(member="0", label=name or f"#{scope.team_id}")
+            return mapping
+        cap = membership.daily_tokens_cap
+        mapping.update(
+            member="1", daily_tokens=-1 if cap is None else cap, label=membership.team.name
+        )
+    elif scope.kind == "provider":
+        cap = ProviderCap.objects.filter(provider=scope.provider).first()
+        mapping.update(
+            daily_cost=-1 if cap is None else cap.daily_cost_micros,
+            label=dict(PROVIDER_CHOICES).get(scope.provider, scope.provider),
+        )
+    else:
+        raise ValueError(f"scope_limits is for team, member and provider scopes, not {scope}.")
+    return mapping
+
+
+def teams_of_user(*, user_id: int) -> list[TeamMembership]:
+    """The user's memberships, first joined first (the first is the default team to bill)."""
+    return list(TeamMembership.objects.select_related("team").filter(user_id=user_id))
+
+
+def default_team_id(*, user_id: int) -> int | None:
+    """The team a new conversation bills by default: the user's first team, or None."""
+    return TeamMembership.objects.filter(user_id=user_id).values_list("team_id", flat=True).first()
 
 
 def ledger_day_totals(*, user_id: int, day: dt.date) -> tuple[int, int]:

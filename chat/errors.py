@@ -48,6 +48,7 @@ CODES: Final = frozenset(
         "too_many_streams",
         "budget_unavailable",
         "model_not_allowed",
+        "not_a_member",
         # the APIs for programs (docs/api.md)
         "invalid_api_key",
         "model_not_found",

@@ -21,6 +21,14 @@ class Conversation(models.Model):
     documents = models.ManyToManyField(
         "Document", through="ConversationDocument", related_name="conversations", blank=True
     )
+    billing_team = models.ForeignKey(
+        "budgets.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+        help_text="The team this conversation's calls are billed to; empty: personal budget.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -207,6 +215,14 @@ class BatchJob(models.Model):
     )
     model = models.CharField(max_length=100)
     provider = models.CharField(max_length=16)
+    billing_team = models.ForeignKey(
+        "budgets.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="batch_jobs",
+        help_text="The team the job's items are billed to; empty: personal budget.",
+    )
     instruction = models.TextField()
     max_tokens = models.PositiveIntegerField(help_text="The reply cap of each item.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

@@ -391,6 +391,41 @@ if min(BUDGETS_RESERVATION_TTL, BUDGETS_LIMITS_CACHE_SECONDS, BUDGETS_REDIS_MAX_
         "must be at least 1."
     )
 
+# --- Alerts -----------------------------------------------------------------------------
+# Admins (and a team's admins) are told once per day when a user's, a team's or a provider's
+# daily budget crosses each of these percentages: by e-mail (Django's mail settings; the
+# console by default) and, if set, by a Slack-compatible incoming webhook.
+_thresholds = env_list("ALERTS_THRESHOLDS", "80,100")
+ALERTS_THRESHOLDS = sorted({int(x) for x in _thresholds if x.isdigit()})
+if len(ALERTS_THRESHOLDS) < len(set(_thresholds)) or not all(
+    1 <= t <= 100 for t in ALERTS_THRESHOLDS or [0]
+):
+    raise ImproperlyConfigured("ALERTS_THRESHOLDS must be percentages from 1 to 100, e.g. 80,100.")
+ALERTS_WEBHOOK_URL = os.environ.get("ALERTS_WEBHOOK_URL", "").strip()
+if ALERTS_WEBHOOK_URL:
+    from urllib.parse import urlsplit
+
+    _hook = urlsplit(ALERTS_WEBHOOK_URL)
+    if _hook.scheme not in ("http", "https") or not _hook.hostname:
+        raise ImproperlyConfigured(
+            f"ALERTS_WEBHOOK_URL must be an http:// or https:// URL, not {ALERTS_WEBHOOK_URL!r}."
+        )
+ALERTS_WEBHOOK_TIMEOUT = env_float("ALERTS_WEBHOOK_TIMEOUT", 5.0)
+# A failing webhook is tried this many times in all, backing off from ALERTS_RETRY_SECONDS.
+ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 5)
+ALERTS_RETRY_SECONDS = env_float("ALERTS_RETRY_SECONDS", 30.0)
+if ALERTS_MAX_ATTEMPTS < 1 or ALERTS_RETRY_SECONDS <= 0 or ALERTS_WEBHOOK_TIMEOUT <= 0:
+    raise ImproperlyConfigured(
+        "ALERTS_MAX_ATTEMPTS must be at least 1; ALERTS_RETRY_SECONDS and "
+        "ALERTS_WEBHOOK_TIMEOUT must be positive."
+    )
+EMAIL_BACKEND = (
+    os.environ.get("EMAIL_BACKEND", "").strip() or "django.core.mail.backends.console.EmailBackend"
+)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "chat@localhost"
+# Extra addresses told of every alert, besides superusers with an e-mail address.
+ALERTS_EMAILS = env_list("ALERTS_EMAILS")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

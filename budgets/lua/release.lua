@@ -1,9 +1,9 @@
 -- Drop a reservation (nothing used) in every scope and free its stream slot. Idempotent.
--- KEYS: 7 per scope (limits, streams, rpm, used, resv, ask, done); ARGV: request_id, key_ttl_s
+-- KEYS: 8 per scope (limits, streams, rpm, used, resv, ask, done, alerted); ARGV: request_id, key_ttl_s
 local function fmt(n) return string.format('%d', n) end
-local nscopes = #KEYS / 7
+local nscopes = #KEYS / 8
 local rid, key_ttl = ARGV[1], tonumber(ARGV[2])
-local function k(i, n) return KEYS[i * 7 + n] end
+local function k(i, n) return KEYS[i * 8 + n] end
 if redis.call('SADD', k(0, 7), rid) == 0 then return 0 end
 for i = 0, nscopes - 1 do
   if i > 0 then redis.call('SADD', k(i, 7), rid) end

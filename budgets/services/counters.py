@@ -1,4 +1,4 @@
-"""Make today's counters and the cached limits ready in Redis before the scripts use them.
+"""Make today's counters and the cached limits of each scope ready in Redis for the scripts.
 
 When Redis has lost today's counters (a restart without persistence), they are rebuilt
 from the durable ledger, once, under a SET NX PX lock; other callers wait for it.
@@ -10,12 +10,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from budgets import keys, selectors
 from budgets.days import parse_day_key
+from budgets.scopes import Scope
 from budgets.store import AsyncStore
 
 logger = logging.getLogger(__name__)
@@ -42,25 +44,29 @@ def limits_mapping(limits: selectors.Limits, gen: str) -> dict[str, str | int]:
     }
 
 
-async def load_limits(store: AsyncStore, *, user_id: int, scope: str) -> None:
+async def load_limits(store: AsyncStore, *, scope: Scope) -> None:
     gen = await store.client.get(keys.GEN_KEY) or "0"  # read before the DB: a newer gen wins
-    limits = await sync_to_async(selectors.limits_for_user)(user_id=user_id)
+    if scope.kind == "user":
+        limits = await sync_to_async(selectors.limits_for_user)(user_id=scope.user_id)
+        mapping = limits_mapping(limits, gen)
+    else:
+        mapping = {**await sync_to_async(selectors.scope_limits)(scope), "gen": gen}
     key = keys.limits_key(scope)
     async with store.client.pipeline(transaction=True) as pipe:
         pipe.delete(key)
-        pipe.hset(key, mapping=limits_mapping(limits, gen))
+        pipe.hset(key, mapping=mapping)
         pipe.expire(key, settings.BUDGETS_LIMITS_CACHE_SECONDS)
         await pipe.execute()
 
 
-async def rebuild(store: AsyncStore, *, user_id: int, scope: str, day: str) -> None:
-    """Seed today's counters from the ledger, once, under a SET NX PX lock."""
+async def rebuild(store: AsyncStore, *, scope: Scope, day: str) -> None:
+    """Seed today's counters of a scope from the ledger, once, under a SET NX PX lock."""
     lock, token = keys.rebuild_lock_key(scope, day), uuid.uuid4().hex
     used = keys.used_key(scope, day)
     if await store.client.set(lock, token, nx=True, px=REBUILD_LOCK_MS):
         try:
             entries = await sync_to_async(selectors.ledger_day_entries)(
-                user_id=user_id, day=parse_day_key(day)
+                scope=scope, day=parse_day_key(day)
             )
             args: list[object] = [keys.DAY_KEY_TTL_SECONDS]
             for request_id, tokens, cost in entries:
@@ -77,9 +83,14 @@ async def rebuild(store: AsyncStore, *, user_id: int, scope: str, day: str) -> N
         await asyncio.sleep(0.02)
 
 
-async def prepare(store: AsyncStore, *, user_id: int, day: str, needs: list[str]) -> None:
-    scope = keys.user_scope(user_id)
-    if "limits:0" in needs:
-        await load_limits(store, user_id=user_id, scope=scope)
-    if "used:0" in needs:
-        await rebuild(store, user_id=user_id, scope=scope, day=day)
+async def prepare(
+    store: AsyncStore, *, scopes: Sequence[Scope], day: str, needs: Iterable[str]
+) -> None:
+    """Load what the reserve script asked for: 'limits:<i>' or 'used:<i>' of scopes[i]."""
+    for need in needs:
+        what, _, index = need.partition(":")
+        scope = scopes[int(index)]
+        if what == "limits":
+            await load_limits(store, scope=scope)
+        elif what == "used":
+            await rebuild(store, scope=scope, day=day)

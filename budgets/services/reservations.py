@@ -1,7 +1,8 @@
 """Reserve, settle and release budget for one provider call; read today's state.
 
 The budget arithmetic lives in lua/reserve.lua, in one round trip: for every scope that
-applies (the user's now; a team's, a member's and a provider's later) it prunes expired
+applies (budgets/scopes.py: the user's own, and the provider's; with a team, also the
+member's cap in it and the team's) it checks the user still belongs to the team, prunes expired
 reservations, checks the allowed models, the requests in the last minute and the live
 streams, caps max_tokens at the plan's max output, and grants the largest reply that fits
     limit (+ extra tokens granted today) - settled today - held by live reservations - prompt
@@ -23,6 +24,8 @@ from django.utils import timezone
 from budgets import keys, selectors
 from budgets.days import day_key
 from budgets.errors import BudgetRefused, BudgetUnavailable
+from budgets.scopes import Scope, parse_scope, scopes_for_call
+from budgets.services.alerts import alerts_raise
 from budgets.services.counters import ATTEMPTS, prepare
 from budgets.services.refusals import refusal_from_script
 from budgets.services.state import state_read, unavailable_state
@@ -69,16 +72,24 @@ async def budget_reserve(
     request_id: str,
     ttl_seconds: int | None = None,
     background: bool = False,
+    team_id: int | None = None,
 ) -> Reservation:
     """Hold prompt + reply tokens and their cost for one call, or raise BudgetRefused.
 
     background=True is for queued work (a batch item): it is held and settled like any call,
     but is not one of the person's live streams, so the per-minute and concurrent-stream
     limits neither refuse it nor count it.
+
+    team_id bills the call to a team too: the member's cap within it and the team's budget
+    must both fit, and the user must (still) belong to it.
     """
     _check_int("user_id", user_id, low=1, high=2**63 - 1)
+    if team_id is not None:
+        _check_int("team_id", team_id, low=1, high=2**63 - 1)
     _check_text("model", model, max_length=100)
     _check_text("provider", provider, max_length=32)
+    if not provider.replace("-", "").replace("_", "").isalnum() or provider != provider.lower():
+        raise ValueError(f"provider must be a lower-case id such as 'openai', not {provider!r}.")
     _check_text("request_id", request_id, max_length=128)
     _check_int("prompt_tokens", prompt_tokens, low=1, high=MAX_PROMPT_TOKENS)
     _check_int("max_tokens", max_tokens, low=1, high=MAX_REQUEST_TOKENS)
@@ -93,9 +104,9 @@ async def budget_reserve(
 
     now = timezone.now()
     day = day_key(now)
-    scope = keys.user_scope(user_id)
+    scopes = scopes_for_call(user_id=user_id, team_id=team_id, provider=provider)
     prompt_cost = _ceil_div(prompt_tokens * input_price_micros_per_mtok, 1_000_000)
-    script_keys = [keys.GEN_KEY, *keys.scope_keys(scope, day)]
+    script_keys = [keys.GEN_KEY, *(k for scope in scopes for k in keys.scope_keys(scope, day))]
     args: list[object] = [
         day,
         request_id,
@@ -108,6 +119,7 @@ async def budget_reserve(
         keys.DAY_KEY_TTL_SECONDS,
         settings.BUDGETS_MIN_REPLY_TOKENS,
         "1" if background else "0",
+        "100" if 100 in settings.ALERTS_THRESHOLDS else "",
     ]
     try:
         store = async_store()
@@ -115,7 +127,7 @@ async def budget_reserve(
             result = await store.run("reserve", script_keys, args)
             if result[0] != "need":
                 break
-            await prepare(store, user_id=user_id, day=day, needs=result[1:])
+            await prepare(store, scopes=scopes, day=day, needs=result[1:])
         else:
             raise BudgetUnavailable(reason="counters could not be prepared")
     except STORE_ERRORS as exc:
@@ -130,13 +142,19 @@ async def budget_reserve(
             max_tokens=max_tokens,
             request_id=request_id,
             day=day,
-            scope=scope,
+            scopes=scopes,
+            team_id=team_id,
         )
 
     if result[0] == "error":
         raise ValueError(f"request_id {request_id!r} was already settled or released.")
     if result[0] == "refused":
-        raise refusal_from_script(result, now=now, model=model, prompt=prompt_tokens)
+        refusal = refusal_from_script(
+            result, scopes=scopes, now=now, model=model, prompt=prompt_tokens
+        )
+        if result[8] == "1":  # the refusing budget is full: tell admins (once a day)
+            await alerts_raise(scopes=scopes, crossings=[f"{result[3]}:100"], day=day)
+        raise refusal
     _, granted, capped, ask_tokens, ask_cost, expires_ms, _now_ms, _dup = result
     granted, capped = int(granted), int(capped)
     shrunk = granted < capped
@@ -151,7 +169,8 @@ async def budget_reserve(
         model=model,
         provider=provider,
         day=day,
-        scopes=(scope,),
+        scopes=tuple(scope.key for scope in scopes),
+        team_id=team_id,
         prompt_tokens=prompt_tokens,
         requested_max_tokens=max_tokens,
         max_tokens=granted,
@@ -172,7 +191,8 @@ async def _unmetered(
     max_tokens: int,
     request_id: str,
     day: str,
-    scope: str,
+    scopes: tuple[Scope, ...],
+    team_id: int | None,
 ) -> Reservation:
     """BUDGETS_FAIL_OPEN: let the call through, still within the plan's model list and cap."""
     limits = await sync_to_async(selectors.limits_for_user)(user_id=user_id)
@@ -189,7 +209,8 @@ async def _unmetered(
         model=model,
         provider=provider,
         day=day,
-        scopes=(scope,),
+        scopes=tuple(scope.key for scope in scopes),
+        team_id=team_id,
         prompt_tokens=prompt_tokens,
         requested_max_tokens=max_tokens,
         max_tokens=granted,
@@ -224,8 +245,13 @@ async def budget_settle(
                 cost_micros,
                 keys.DAY_KEY_TTL_SECONDS,
                 "1" if reservation.unmetered else "0",
+                reservation.day,
+                ",".join(str(t) for t in settings.ALERTS_THRESHOLDS),
             ],
         )
+        if result[0] == "ok" and len(result) > 3:
+            scopes = [parse_scope(key) for key in reservation.scopes]
+            await alerts_raise(scopes=scopes, crossings=result[3:], day=reservation.day)
         if result[0] == "ok" and (int(result[1]) or int(result[2])):
             logger.warning(
                 "budgets: %s overshot its reservation by %s tokens, %s micro-dollars",

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from budgets import keys
 from budgets.days import day_key, resets_at
+from budgets.scopes import user_scope
 from budgets.services.counters import ATTEMPTS, prepare
 from budgets.services.types import BudgetState
 from budgets.store import STORE_ERRORS, AsyncStore, async_store
@@ -44,7 +45,7 @@ def _int(mapping: dict[str, str], name: str) -> int:
 async def state_read(store: AsyncStore, *, user_id: int) -> BudgetState:
     now = timezone.now()
     day = day_key(now)
-    scope = keys.user_scope(user_id)
+    scope = user_scope(user_id)
     for _ in range(ATTEMPTS):
         async with store.client.pipeline(transaction=False) as pipe:
             pipe.get(keys.GEN_KEY)
@@ -58,7 +59,7 @@ async def state_read(store: AsyncStore, *, user_id: int) -> BudgetState:
             needs.append("used:0")
         if not needs:
             break
-        await prepare(store, user_id=user_id, day=day, needs=needs)
+        await prepare(store, scopes=[scope], day=day, needs=needs)
     else:
         return unavailable_state(user_id, now)
     tokens_limit = _int(limits, "daily_tokens")

@@ -20,7 +20,7 @@ class Reservation:
     model: str
     provider: str
     day: str
-    scopes: tuple[str, ...]
+    scopes: tuple[str, ...]  # budgets/scopes.py keys, in the reserve script's order
     prompt_tokens: int
     requested_max_tokens: int
     max_tokens: int
@@ -30,6 +30,7 @@ class Reservation:
     shrunk: bool = False
     notice: str | None = None
     unmetered: bool = False
+    team_id: int | None = None  # the team the call is billed to, if any
 
 
 @dataclass(frozen=True, slots=True)

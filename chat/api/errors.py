@@ -19,6 +19,7 @@ STATUS: Final[dict[str, tuple[int, str]]] = {
     "budget_exceeded": (429, "insufficient_quota"),
     "rate_limited": (429, "rate_limit_error"),
     "too_many_streams": (429, "rate_limit_error"),
+    "not_a_member": (403, "permission_error"),
     "budget_unavailable": (503, "server_error"),
     "provider_overloaded": (503, "server_error"),
     "provider_unavailable": (503, "server_error"),

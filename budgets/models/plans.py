@@ -1,9 +1,4 @@
-"""Plans, quotas and the durable usage ledger.
-
-The ledger (UsageRecord) is the source of truth; Redis holds only today's counters and
-live reservations and is rebuilt from it. Business rules live in services; models only
-validate their own fields.
-"""
+"""Plans and quotas: a person's own daily limits, and the validators other limits share."""
 
 from __future__ import annotations
 
@@ -14,7 +9,6 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 
 MAX_DAILY_TOKENS = 10**12
 MAX_DAILY_COST_USD = Decimal("1000000")
@@ -161,71 +155,3 @@ class Quota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.user}"
-
-
-class UsageRecord(models.Model):
-    """The durable ledger: one row per provider call or cache hit."""
-
-    class Outcome(models.TextChoices):
-        FINISHED = "finished"
-        STOPPED = "stopped"
-        FAILED = "failed"
-        INTERRUPTED = "interrupted"
-        CACHE_HIT = "cache_hit", "cache hit"
-        REFUSED = "refused"
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        related_name="usage_records",
-        help_text="Kept (empty) when the user is deleted, so the ledger still adds up.",
-    )
-    conversation_id = models.UUIDField(null=True, blank=True)
-    message_id = models.BigIntegerField(null=True, blank=True)
-    model = models.CharField(max_length=100)
-    provider = models.CharField(max_length=32)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    cache_write_tokens = models.PositiveBigIntegerField(default=0)
-    cache_read_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cost_micros = models.PositiveBigIntegerField(default=0, help_text="Micro-dollars.")
-    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    retries = models.PositiveSmallIntegerField(default=0)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices)
-    cache_hit = models.BooleanField(default=False)
-    batch = models.BooleanField(
-        default=False, help_text="Run in a provider batch, at the batch price (half price)."
-    )
-    request_id = models.CharField(max_length=128, unique=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "created_at"], name="budgets_usage_user_day")]
-
-    def __str__(self) -> str:
-        return f"{self.model} {self.total_tokens} tokens ({self.outcome})"
-
-    @property
-    def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.cache_write_tokens
-            + self.cache_read_tokens
-            + self.output_tokens
-        )
-
-    @property
-    def cost_usd(self) -> Decimal:
-        return Decimal(self.cost_micros) / MICROS_PER_USD
-
-
-class UsageDashboard(UsageRecord):
-    """A proxy so the admin index links to the usage dashboard."""
-
-    class Meta:
-        proxy = True
-        verbose_name = "usage dashboard"
-        verbose_name_plural = "usage dashboard"
