@@ -273,3 +273,7 @@ class UsageDashboardAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/budgets/dashboard.html", context)
+
+
+# Admin modules of their own: teams and provider caps, and the alert history.
+from budgets import alerts_admin, teams_admin  # noqa: E402, F401

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from budgets import keys
 from budgets.days import day_key, resets_at
-from budgets.scopes import user_scope
+from budgets.scopes import Scope, user_scope
 from budgets.services.counters import ATTEMPTS, prepare
-from budgets.services.types import BudgetState
+from budgets.services.types import BudgetState, ScopeUsage
 from budgets.store import STORE_ERRORS, AsyncStore, async_store
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,88 @@ def budget_state_sync(*, user_id: int) -> BudgetState:
         except STORE_ERRORS as exc:
             logger.warning("budgets: state of user %s unavailable: %s", user_id, exc)
             return unavailable_state(user_id)
+        finally:
+            await store.aclose()
+
+    return async_to_sync(read)()
+
+
+def _limit(mapping: dict[str, str], name: str) -> int | None:
+    value = int(mapping.get(name) or -1)
+    return None if value < 0 else value
+
+
+async def scope_usage_read(store: AsyncStore, *, scope: Scope) -> ScopeUsage:
+    """Today's use of one scope, loading its limits and counters first if they are missing."""
+    now = timezone.now()
+    day = day_key(now)
+    for _ in range(ATTEMPTS):
+        async with store.client.pipeline(transaction=False) as pipe:
+            pipe.get(keys.GEN_KEY)
+            pipe.hgetall(keys.limits_key(scope))
+            pipe.hgetall(keys.used_key(scope, day))
+            gen, limits, used = await pipe.execute()
+        needs = []
+        if limits.get("gen") != (gen or "0"):
+            needs.append("limits:0")
+        if "seeded" not in used:
+            needs.append("used:0")
+        if not needs:
+            break
+        await prepare(store, scopes=[scope], day=day, needs=needs)
+    else:
+        raise ConnectionError(f"the counters of {scope} could not be prepared")
+    tokens_limit = _limit(limits, "daily_tokens")
+    if tokens_limit is not None and limits.get("extra_day") == day:
+        tokens_limit += _int(limits, "extra_tokens")
+    return ScopeUsage(
+        scope=scope.key,
+        label=limits.get("label", ""),
+        day=day,
+        tokens_used=_int(used, "tokens"),
+        tokens_limit=tokens_limit,
+        cost_used_micros=_int(used, "cost"),
+        cost_limit_micros=_limit(limits, "daily_cost"),
+        reserved_tokens=_int(used, "held_tokens"),
+        resets_at=resets_at(now),
+    )
+
+
+def _scope_unavailable(scope: Scope) -> ScopeUsage:
+    now = timezone.now()
+    return ScopeUsage(
+        scope=scope.key,
+        label="",
+        day=day_key(now),
+        tokens_used=0,
+        tokens_limit=None,
+        cost_used_micros=0,
+        cost_limit_micros=None,
+        reserved_tokens=0,
+        resets_at=resets_at(now),
+        available=False,
+    )
+
+
+async def scope_usage(*, scope: Scope) -> ScopeUsage:
+    """Today's use of a team, member cap or provider scope (available=False if Redis is down)."""
+    try:
+        return await scope_usage_read(async_store(), scope=scope)
+    except (*STORE_ERRORS, ConnectionError) as exc:
+        logger.warning("budgets: usage of %s unavailable: %s", scope, exc)
+        return _scope_unavailable(scope)
+
+
+def scope_usage_sync(*, scope: Scope) -> ScopeUsage:
+    """scope_usage for sync code (pages, admin, tasks), with a client of its own."""
+
+    async def read() -> ScopeUsage:
+        store = AsyncStore(settings.REDIS_URL)
+        try:
+            return await scope_usage_read(store, scope=scope)
+        except (*STORE_ERRORS, ConnectionError) as exc:
+            logger.warning("budgets: usage of %s unavailable: %s", scope, exc)
+            return _scope_unavailable(scope)
         finally:
             await store.aclose()
 

@@ -110,3 +110,48 @@ class BudgetState:
     @property
     def resets_at_utc_text(self) -> str:
         return self.resets_at.astimezone(dt.UTC).strftime("%H:%M UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeUsage:
+    """Today's use of any budget scope (a team, a member's cap, a provider) against its limits.
+
+    A limit of None means there is none. `available` is False if Redis is down.
+    """
+
+    scope: str
+    label: str
+    day: str
+    tokens_used: int
+    tokens_limit: int | None
+    cost_used_micros: int
+    cost_limit_micros: int | None
+    reserved_tokens: int
+    resets_at: dt.datetime
+    available: bool = True
+
+    @property
+    def fraction(self) -> float:
+        """The larger of the token and cost fractions, 0..1 (0 with no limit)."""
+        parts = [0.0]
+        for used, limit in (
+            (self.tokens_used, self.tokens_limit),
+            (self.cost_used_micros, self.cost_limit_micros),
+        ):
+            if limit is not None:
+                parts.append(1.0 if limit <= 0 else min(1.0, used / limit))
+        return max(parts)
+
+    @property
+    def percent(self) -> int:
+        return int(self.fraction * 100)
+
+    @property
+    def cost_used_usd(self) -> Decimal:
+        return Decimal(self.cost_used_micros) / MICROS_PER_USD
+
+    @property
+    def cost_limit_usd(self) -> Decimal | None:
+        if self.cost_limit_micros is None:
+            return None
+        return Decimal(self.cost_limit_micros) / MICROS_PER_USD

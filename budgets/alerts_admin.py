@@ -1,0 +1,1 @@
+"""Django admin for alert history (see budgets/services/alerts.py)."""

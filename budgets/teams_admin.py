@@ -1,0 +1,1 @@
+"""Django admin for teams, their members and the organisation's provider caps."""
