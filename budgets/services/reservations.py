@@ -194,7 +194,8 @@ async def _unmetered(
     scopes: tuple[Scope, ...],
     team_id: int | None,
 ) -> Reservation:
-    """BUDGETS_FAIL_OPEN: let the call through, still within the plan's model list and cap."""
+    """BUDGETS_FAIL_OPEN: let the call through, still within the plan's model list and cap,
+    and, billed to a team, only for its members and within the team's model list."""
     limits = await sync_to_async(selectors.limits_for_user)(user_id=user_id)
     if not limits.allows(model):
         raise BudgetRefused(
@@ -202,6 +203,20 @@ async def _unmetered(
             code="model_not_allowed",
             limit="allowed_models",
         )
+    for index, scope in enumerate(scopes):
+        if scope.kind not in ("member", "team"):
+            continue
+        mapping = await sync_to_async(selectors.scope_limits)(scope)
+        code, limit = "", ""
+        if mapping.get("member") == "0":
+            code, limit = "not_a_member", "team"
+        elif mapping["models"] and f"|{model}|" not in str(mapping["models"]):
+            code, limit = "model_not_allowed", "allowed_models"
+        if code:
+            result = ["refused", code, limit, str(index), "-1", "0", "0", mapping.get("label", "")]
+            raise refusal_from_script(
+                [str(x) for x in result], scopes=scopes, now=timezone.now(), model=model, prompt=0
+            )
     granted = min(max_tokens, limits.max_output_tokens)
     return Reservation(
         request_id=request_id,

@@ -61,3 +61,24 @@ async def test_state_is_marked_unavailable_rather_than_raising(make_user, dead_r
     assert state.available is False
     assert not state.warn
     assert not state.exhausted
+
+
+async def test_fail_open_still_refuses_billing_a_team_you_are_not_in_or_its_excluded_models(
+    make_user, dead_redis, settings
+):
+    from budgets.models import Team, TeamMembership
+
+    settings.BUDGETS_FAIL_OPEN = True
+    member, outsider = [await sync_to_async(make_user)() for _ in range(2)]
+    team = await Team.objects.acreate(name="Legal", allowed_models="claude-test")
+    await TeamMembership.objects.acreate(team=team, user=member)
+    with pytest.raises(BudgetRefused) as refused:
+        await reserve(outsider.id, team_id=team.id)
+    assert refused.value.code == "not_a_member"
+    assert "team Legal" in refused.value.message
+    with pytest.raises(BudgetRefused) as refused:
+        await reserve(member.id, team_id=team.id, model="gpt-other")
+    assert refused.value.code == "model_not_allowed"
+    reservation = await reserve(member.id, team_id=team.id)
+    assert reservation.unmetered is True
+    assert reservation.team_id == team.id
