@@ -13,6 +13,9 @@ from decimal import Decimal
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.urls import reverse
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -213,3 +216,39 @@ async def test_an_alert_that_cannot_be_recorded_never_breaks_the_settle(make_use
     state = await settle(await reserve(user.id), 900)
     assert state.tokens_used == 900
     assert await Alert.objects.acount() == 0
+
+
+def test_the_admin_lists_the_alert_history_and_resends_failed_deliveries(client, make_user):
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    today = budget_day(timezone.now())
+    sent = Alert.objects.create(
+        kind="team", scope="team:1", day=today, threshold=80, subject="Team Research at 80%",
+        message="m", email_status="sent", webhook_status="sent", webhook_attempts=1,
+    )  # fmt: skip
+    failed = Alert.objects.create(
+        kind="provider", scope="provider:openai", day=today, threshold=100,
+        subject="The OpenAI cap of $5.00 a day is reached", message="m", email_status="sent",
+        webhook_status="failed", webhook_attempts=5, last_error="webhook attempt 5 of 5: boom",
+    )  # fmt: skip
+    url = reverse("admin:budgets_alert_changelist")
+
+    page = client.get(url).content.decode()
+    assert "Team Research at 80%" in page
+    assert "The OpenAI cap of $5.00 a day is reached" in page
+    only = client.get(url, {"webhook_status__exact": "failed"}).content.decode()
+    assert "The OpenAI cap" in only
+    assert "Team Research at 80%" not in only
+    assert "OpenAI cap" in client.get(url, {"q": "openai"}).content.decode()
+    assert client.get(reverse("admin:budgets_alert_change", args=[failed.pk])).status_code == 200
+    assert client.get(reverse("admin:budgets_alert_add")).status_code == 403
+
+    client.post(url, {"action": "resend", ACTION_CHECKBOX_NAME: [sent.pk, failed.pk]})
+    failed.refresh_from_db()
+    assert (failed.webhook_status, failed.webhook_attempts, failed.email_status) == (
+        "pending",
+        0,
+        "sent",
+    )
+    [task] = DBTaskResult.objects.filter(queue_name="alerts")
+    assert task.args_kwargs["args"] == [failed.pk, 0]  # the sent one is left alone
