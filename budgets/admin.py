@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 
 from budgets.forms import GrantExtraTokensForm
 from budgets.models import MICROS_PER_USD, Plan, Quota, UsageDashboard, UsageRecord
-from budgets.reports import top_users_report, usage_report
+from budgets.reports import teams_today_report, top_users_report, usage_report
 from budgets.selectors import TOTAL_TOKENS, limits_for_quota
 from budgets.services import budget_state_sync
 from budgets.services.quotas import (
@@ -188,6 +188,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_display = (
         "created_at",
         "user",
+        "team",
         "model",
         "outcome",
         "cache_hit",
@@ -200,6 +201,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
     )
     list_filter = (
         ("user", admin.RelatedOnlyFieldListFilter),
+        ("team", admin.RelatedOnlyFieldListFilter),
         "model",
         "provider",
         "outcome",
@@ -207,7 +209,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "batch",
     )
     search_fields = ("request_id", "user__username", "model", "=conversation_id")
-    list_select_related = ("user",)
+    list_select_related = ("user", "team")
     readonly_fields = [f.name for f in UsageRecord._meta.fields]
 
     @admin.display(description="tokens")
@@ -245,7 +247,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 @admin.register(UsageDashboard)
 class UsageDashboardAdmin(admin.ModelAdmin):
-    """A page, not a table: charts of the last 30 days and today's top users."""
+    """A page, not a table: charts of the last 30 days, today's top users, teams and providers."""
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.has_perm("budgets.view_usagerecord")
@@ -269,6 +271,8 @@ class UsageDashboardAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             **usage_report(user_id=None),
             **top_users_report(),
+            **teams_today_report(),
+            "warn_at": settings.BUDGETS_WARN_AT,
             "title": "Usage dashboard",
             "opts": self.model._meta,
         }

@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from budgets import charts, selectors
 from budgets.days import budget_day
-from budgets.models import MICROS_PER_USD
+from budgets.models import MICROS_PER_USD, PROVIDER_CHOICES, ProviderCap
+from budgets.scopes import provider_scope, team_scope
+from budgets.services import scope_usage_sync
 
 DAYS = 30
 
@@ -86,4 +88,110 @@ def top_users_report(*, now: dt.datetime | None = None, limit: int = 10) -> dict
             items=[(u["username"] or f"#{u['user_id']}", float(u["tokens"] or 0)) for u in users],
             fmt=charts.format_tokens,
         ),
+    }
+
+
+def _with_usd(rows: list[dict]) -> list[dict]:
+    for row in rows:
+        row["tokens"] = int(row["tokens"] or 0)
+        row["cost_usd"] = Decimal(row["cost_micros"] or 0) / MICROS_PER_USD
+    return rows
+
+
+def _member_rows(memberships: list, usage: list[dict]) -> list[dict]:
+    """Every member (with or without use), then anyone else who billed the team."""
+    by_user = {row["user_id"]: row for row in usage}
+    rows = []
+    for m in memberships:
+        used = by_user.pop(m.user_id, {})
+        tokens = int(used.get("tokens") or 0)
+        cap = m.daily_tokens_cap
+        rows.append(
+            {
+                "username": m.user.get_username(),
+                "role": m.get_role_display(),
+                "cap": cap,
+                "cap_percent": None if not cap else min(100, int(tokens * 100 / cap)),
+                "tokens": tokens,
+                "calls": int(used.get("calls") or 0),
+                "cost_usd": used.get("cost_usd", Decimal(0)),
+            }
+        )
+    for row in by_user.values():
+        rows.append(
+            {
+                "username": row["username"] or "(deleted user)",
+                "role": "former member",
+                "cap": None,
+                "cap_percent": None,
+                "tokens": row["tokens"],
+                "calls": row["calls"],
+                "cost_usd": row["cost_usd"],
+            }
+        )
+    return sorted(rows, key=lambda r: (-r["tokens"], r["username"]))
+
+
+def team_usage_report(*, team_id: int, now: dt.datetime | None = None, days: int = DAYS) -> dict:
+    """A team's use today by member and over the last `days` days by day, model and member."""
+    today = budget_day(now or timezone.now())
+    day_list = [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
+    rows = selectors.team_usage_by_day_and_model(team_id=team_id, since=day_list[0], until=today)
+    memberships = selectors.team_memberships(team_id=team_id)
+    today_members = _with_usd(
+        selectors.team_usage_by_member(team_id=team_id, since=today, until=today)
+    )
+    period_members = _with_usd(
+        selectors.team_usage_by_member(team_id=team_id, since=day_list[0], until=today)
+    )
+    period = _by_model(rows)
+    return {
+        "today": today,
+        "days": days,
+        "today_by_member": _member_rows(memberships, today_members),
+        "today_by_model": _by_model([row for row in rows if row["day"] == today]),
+        "period_by_member": period_members,
+        "period_by_model": period,
+        "period_tokens": sum(e["tokens"] for e in period),
+        "period_cost_usd": sum((e["cost_usd"] for e in period), Decimal(0)),
+        "tokens_chart": charts.stacked_columns(
+            title=f"Team tokens per day by model, last {days} days",
+            days=day_list,
+            series=_series(rows, day_list, "tokens"),
+            fmt=charts.format_tokens,
+        ),
+        "cost_chart": charts.stacked_columns(
+            title=f"Team cost per day by model, last {days} days",
+            days=day_list,
+            series=_series(rows, day_list, "cost_micros"),
+            fmt=charts.format_usd_micros,
+        ),
+        "members_chart": charts.horizontal_bars(
+            title=f"Tokens by member, last {days} days",
+            items=[
+                (row["username"] or "(deleted user)", float(row["tokens"]))
+                for row in period_members[:20]
+            ],
+            fmt=charts.format_tokens,
+        ),
+    }
+
+
+def teams_today_report() -> dict:
+    """Today's use of every team and of every provider against its cap, for the dashboard."""
+    caps = {cap.provider: cap for cap in ProviderCap.objects.all()}
+    return {
+        "teams_today": [
+            {"team": team, "usage": scope_usage_sync(scope=team_scope(team.pk))}
+            for team in selectors.teams_with_member_counts()
+        ],
+        "providers_today": [
+            {
+                "provider": provider,
+                "label": label,
+                "cap": caps.get(provider),
+                "usage": scope_usage_sync(scope=provider_scope(provider)),
+            }
+            for provider, label in PROVIDER_CHOICES
+        ],
     }

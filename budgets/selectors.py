@@ -248,3 +248,64 @@ def top_users_on(*, day: dt.date, limit: int = 10) -> list[dict]:
         .filter(~Q(tokens=0) | ~Q(cost_micros=0))
         .order_by("-tokens")[:limit]
     )
+
+
+def _team_rows(*, team_id: int, since: dt.date, until: dt.date) -> QuerySet[UsageRecord]:
+    start, _ = day_bounds(since)
+    _, end = day_bounds(until)
+    return UsageRecord.objects.filter(team_id=team_id, created_at__gte=start, created_at__lt=end)
+
+
+def team_usage_by_day_and_model(*, team_id: int, since: dt.date, until: dt.date) -> list[dict]:
+    """A team's rows of {day, model, tokens, cost_micros, calls} between two days inclusive."""
+    return list(
+        _team_rows(team_id=team_id, since=since, until=until)
+        .annotate(day=TruncDate("created_at", tzinfo=budget_zone()))
+        .values("day", "model")
+        .annotate(tokens=Sum(TOTAL_TOKENS), cost_micros=Sum("cost_micros"), calls=Count("pk"))
+        .order_by("day", "model")
+    )
+
+
+def team_usage_by_member(*, team_id: int, since: dt.date, until: dt.date) -> list[dict]:
+    """What each person billed to a team between two days: {user_id, username, tokens, ...}.
+
+    Former members (and deleted users, user_id None) keep their rows: the team paid for them.
+    """
+    return list(
+        _team_rows(team_id=team_id, since=since, until=until)
+        .values("user_id", username=F("user__username"))
+        .annotate(tokens=Sum(TOTAL_TOKENS), cost_micros=Sum("cost_micros"), calls=Count("pk"))
+        .order_by("-tokens", "username")
+    )
+
+
+def team_memberships(*, team_id: int) -> list[TeamMembership]:
+    """A team's members with their users, first joined first."""
+    return list(TeamMembership.objects.select_related("user").filter(team_id=team_id))
+
+
+def team_admin_teams(*, user_id: int) -> list[Team]:
+    """The teams in which the user is a team admin, by name."""
+    return list(
+        Team.objects.filter(
+            memberships__user_id=user_id, memberships__role=TeamMembership.Role.ADMIN
+        ).order_by("name")
+    )
+
+
+def can_view_team_usage(*, user, team_id: int) -> bool:
+    """The team's team admins see its usage; so do those who may read the whole ledger
+    (superusers, staff with the usage-record permission), who reach it from the dashboard."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.has_perm("budgets.view_usagerecord"):
+        return Team.objects.filter(pk=team_id).exists()
+    return TeamMembership.objects.filter(
+        team_id=team_id, user_id=user.pk, role=TeamMembership.Role.ADMIN
+    ).exists()
+
+
+def teams_with_member_counts() -> QuerySet[Team]:
+    """Every team with `member_count`, by name (for the dashboard's team view)."""
+    return Team.objects.annotate(member_count=Count("memberships")).order_by("name")
