@@ -9,11 +9,12 @@ from django.utils import timezone
 
 from budgets import charts, selectors
 from budgets.days import budget_day
-from budgets.models import MICROS_PER_USD, PROVIDER_CHOICES, ProviderCap
+from budgets.models import MICROS_PER_USD, PROVIDER_CHOICES, ProviderCap, UsageRecord
 from budgets.scopes import provider_scope, team_scope
 from budgets.services import scope_usage_sync
 
 DAYS = 30
+RECENT_CALLS = 20
 
 
 def _series(rows: list[dict], days: list[dt.date], metric: str) -> dict[str, list[float]]:
@@ -48,6 +49,33 @@ def _by_model(rows: list[dict]) -> list[dict]:
     return result
 
 
+def recent_calls(*, user_id: int, limit: int = RECENT_CALLS) -> list[dict]:
+    """The user's latest ledger rows with the budget each was billed to (a team or their own)."""
+    rows = (
+        UsageRecord.objects.filter(user_id=user_id)
+        .order_by("-created_at", "-pk")
+        .values(
+            "created_at", "model", "outcome", "batch", "cost_micros", "team_id", "team__name",
+            "input_tokens", "cache_write_tokens", "cache_read_tokens", "output_tokens",
+        )[:limit]
+    )  # fmt: skip
+    return [
+        {
+            "created_at": row["created_at"],
+            "model": row["model"],
+            "outcome": row["outcome"],
+            "batch": row["batch"],
+            "billed_to": f"Team {row['team__name']}" if row["team_id"] else "Personal",
+            "tokens": row["input_tokens"]
+            + row["cache_write_tokens"]
+            + row["cache_read_tokens"]
+            + row["output_tokens"],
+            "cost_usd": Decimal(row["cost_micros"]) / MICROS_PER_USD,
+        }
+        for row in rows
+    ]
+
+
 def usage_report(*, user_id: int | None, now: dt.datetime | None = None, days: int = DAYS) -> dict:
     """Today and the last `days` days by model (one user, or everyone when user_id is None)."""
     today = budget_day(now or timezone.now())
@@ -57,6 +85,7 @@ def usage_report(*, user_id: int | None, now: dt.datetime | None = None, days: i
     period = _by_model(rows)
     return {
         "today": today,
+        "recent_calls": [] if user_id is None else recent_calls(user_id=user_id),
         "today_by_model": _by_model(today_rows),
         "period_by_model": period,
         "period_tokens": sum(e["tokens"] for e in period),
@@ -109,7 +138,7 @@ def _member_rows(memberships: list, usage: list[dict]) -> list[dict]:
         rows.append(
             {
                 "username": m.user.get_username(),
-                "role": m.get_role_display(),
+                "role": "team admin" if m.is_team_admin else "member",
                 "cap": cap,
                 "cap_percent": None if not cap else min(100, int(tokens * 100 / cap)),
                 "tokens": tokens,

@@ -72,7 +72,10 @@ class ApiChatConsumer(AsyncWebsocketConsumer):
     async def begin(self, frame: SendFrame) -> Started:
         """Find or make the conversation and start the answer (undone if refused)."""
         conversation, undo = await sync_to_async(api_conversations.api_conversation_for_turn)(
-            user_id=self.user_id, conversation_id=frame.conversation_id, system=frame.system
+            user_id=self.user_id,
+            conversation_id=frame.conversation_id,
+            system=frame.system,
+            team=frame.team,
         )
         return await api_conversations.api_generation_begin(
             user_id=self.user_id,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chat import errors, selectors
 from chat.models import BatchJob
-from chat.services import batch_progress, batches
+from chat.services import batch_progress, batches, billing
 
 ACTIVE = (BatchJob.Status.QUEUED, BatchJob.Status.RUNNING, BatchJob.Status.CANCELING)
 
@@ -26,6 +26,8 @@ def _form_context(request: HttpRequest, **values: object) -> dict[str, object]:
         "instruction": batches.DEFAULT_INSTRUCTION,
         "picked": [],
         "model": "",
+        "teams": billing.billing_teams(user_id=user_id),
+        "team": None,  # None: the first team is preselected
         **values,
     }
 
@@ -38,16 +40,23 @@ def batch_list(request: HttpRequest) -> HttpResponse:
         picked = request.POST.getlist("documents")
         model = request.POST.get("model", "")
         instruction = request.POST.get("instruction", "")
+        team = request.POST.get("team", billing.PERSONAL_CHOICE)
         try:
             job = batches.batch_job_create(
                 user_id=request.user.id,
                 model=model,
                 document_ids=picked,
                 instruction=instruction,
+                team=team,
             )
         except errors.ChatError as exc:
             context = _form_context(
-                request, error=exc.message, picked=picked, model=model, instruction=instruction
+                request,
+                error=exc.message,
+                picked=picked,
+                model=model,
+                instruction=instruction,
+                team=team,
             )
             return render(request, "chat/batches.html", context, status=400)
         messages.success(request, f"Started a batch over {job.item_count} documents.")

@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from budgets.services import budget_state
-from chat import errors, fragments, selectors
+from chat import errors, fragments, selectors, views_billing
 from chat.frames import parse_browser_frame
 from chat.services import conversations, generations
 
@@ -130,12 +130,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.exception("showing generation %s failed", message_id)
 
     async def send_budget(self) -> None:
-        """The meter and the conversation's total, after a turn ends or is refused."""
-        state = await budget_state(user_id=self.scope["user"].id)
+        """The meters (own and billed team's) and the conversation's total, after a turn ends
+        or is refused."""
+        user_id = self.scope["user"].id
+        state = await budget_state(user_id=user_id)
         totals = await database_sync_to_async(selectors.conversation_totals)(
             conversation_id=self.conversation.id
         )
-        await self.send_html(fragments.budget_and_totals(state, totals))
+        team_meter = await database_sync_to_async(views_billing.team_meter_oob)(
+            user_id=user_id, conversation_id=self.conversation.id
+        )
+        await self.send_html(fragments.budget_and_totals(state, totals) + team_meter)
 
     async def send_html(self, html: str) -> None:
         """Send a fragment if the page is still connected."""

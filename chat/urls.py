@@ -15,6 +15,11 @@ urlpatterns = [
         "c/<uuid:conversation_id>/system/", views.conversation_system_prompt, name="system_prompt"
     ),
     path(
+        "c/<uuid:conversation_id>/billing/",
+        views.conversation_billing_team,
+        name="billing_team",
+    ),
+    path(
         "c/<uuid:conversation_id>/documents/",
         attachment_views.attachment_choices,
         name="attachment_choices",

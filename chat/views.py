@@ -12,12 +12,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from budgets.services import budget_state_sync
-from chat import errors, selectors
+from chat import errors, selectors, views_billing
 from chat.frames import REPLY_LENGTHS
 from chat.models import Conversation
 from chat.providers import catalog
 from chat.services import api_keys as api_keys_service
-from chat.services import attachments, conversations
+from chat.services import attachments, billing, conversations
 
 
 def _model_choices(user_id: int) -> list[dict[str, object]]:
@@ -82,6 +82,7 @@ def conversation_detail(request: HttpRequest, conversation_id: str) -> HttpRespo
         "attachments": attachments.attachment_panel(
             user_id=request.user.id, conversation_id=conversation.id
         ),
+        "billing": views_billing.billing_panel(user_id=request.user.id, conversation=conversation),
     }
     return render(request, "chat/conversation.html", context)
 
@@ -134,6 +135,33 @@ def conversation_system_prompt(request: HttpRequest, conversation_id: str) -> Ht
             "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         }
         return render(request, "chat/conversation.html#system-prompt", context)
+    return redirect("chat:conversation", conversation_id=conversation.id)
+
+
+@login_required
+@require_POST
+def conversation_billing_team(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """Bill the conversation to the chosen team (or the personal budget); htmx gets the select
+    back, a plain form post a redirect with a message; a team the user is not in is refused."""
+    try:
+        conversation = conversations.conversation_set_billing_team(
+            user_id=request.user.id,
+            conversation_id=conversation_id,
+            team=request.POST.get("team", billing.PERSONAL_CHOICE),
+        )
+    except errors.ChatError as exc:
+        return _refused(request, exc, conversation_id)
+    if request.htmx:
+        panel = views_billing.billing_panel(user_id=request.user.id, conversation=conversation)
+        context = {"conversation": conversation, "billing": panel, "saved": True}
+        return render(request, "chat/conversation.html#billing", context)
+    name = conversation.billing_team.name if conversation.billing_team_id else None
+    messages.success(
+        request,
+        f"This conversation now bills team {name}."
+        if name
+        else "This conversation now bills your personal budget only.",
+    )
     return redirect("chat:conversation", conversation_id=conversation.id)
 
 

@@ -35,8 +35,12 @@ async def usage_record_create(
     cache_hit: bool,
     request_id: str,
     batch: bool = False,
+    team_id: int | None = None,
 ) -> None:
-    """Write the ledger row for one call; a retried write with the same request_id is a no-op."""
+    """Write the ledger row for one call; a retried write with the same request_id is a no-op.
+
+    `team_id` is the team the call was billed to (None: the person's own budget only).
+    """
     values = {
         "input_tokens": input_tokens,
         "cache_write_tokens": cache_write_tokens,
@@ -54,6 +58,10 @@ async def usage_record_create(
         raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}.")
     if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
         raise ValueError("request_id must be non-empty text of at most 128 characters.")
+    if team_id is not None and (
+        not isinstance(team_id, int) or isinstance(team_id, bool) or team_id <= 0
+    ):
+        raise ValueError(f"team_id must be a positive whole number or None, not {team_id!r}.")
     if not model or not provider:
         raise ValueError("model and provider are required.")
     await UsageRecord.objects.aget_or_create(
@@ -70,6 +78,7 @@ async def usage_record_create(
             "outcome": outcome,
             "cache_hit": bool(cache_hit),
             "batch": bool(batch),
+            "team_id": team_id,
             **values,
         },
     )

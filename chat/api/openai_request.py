@@ -9,6 +9,7 @@ import orjson
 from django.conf import settings
 
 from chat import errors
+from chat.services.billing import UNSET
 
 ROLES: Final = frozenset({"system", "developer", "user", "assistant"})
 MAX_STOP_SEQUENCES: Final = 4  # as OpenAI
@@ -33,6 +34,10 @@ class CompletionRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     stop: tuple[str, ...] = ()
+    # Our addition (openai SDKs: `extra_body={"team": ...}`): the team to bill, its id or
+    # exact name, or None for the personal budget; UNSET: the key owner's first team.
+    # Checked, with membership, by chat.services.billing.
+    team: object = UNSET
 
 
 def invalid(message: str, param: str | None = None) -> errors.InvalidInput:
@@ -81,6 +86,7 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
         max_tokens=max_tokens,
         temperature=None if temperature is None else float(temperature),
         stop=stop,
+        team=data.get("team", UNSET),
     )
 
 

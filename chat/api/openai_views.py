@@ -119,6 +119,7 @@ async def _start(user_id: int, body: CompletionRequest) -> tuple[AsyncIterator[o
     return await api_conversations.api_turn_begin(
         user_id=user_id,
         conversation=NewConversation(system=body.system, history=body.history),
+        team=body.team,
         text=body.text,
         model=body.model,
         max_tokens=body.max_tokens,

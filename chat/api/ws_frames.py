@@ -11,9 +11,10 @@ from django.conf import settings
 
 from chat import errors
 from chat.frames import max_frame_bytes
+from chat.services.billing import UNSET
 
 SEND_FIELDS: Final = frozenset(
-    {"type", "conversation_id", "message", "model", "max_tokens", "system", "temperature"}
+    {"type", "conversation_id", "message", "model", "max_tokens", "system", "temperature", "team"}
 )
 
 
@@ -25,6 +26,9 @@ class SendFrame:
     max_tokens: int | None = None
     system: str | None = None
     temperature: float | None = None
+    # The team to bill (id, exact name, or None: personal); UNSET: a new conversation bills
+    # the first team, an existing one keeps its choice. Checked by chat.services.billing.
+    team: object = UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,7 @@ def parse_api_frame(text_data: str | None, bytes_data: bytes | None) -> SendFram
         max_tokens=max_tokens,
         system=None if system is None else system.strip(),
         temperature=None if temperature is None else float(temperature),
+        team=data.get("team", UNSET),
     )
 
 

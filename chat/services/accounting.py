@@ -34,9 +34,19 @@ def _micros_per_mtok(usd: Decimal) -> int:
 
 
 async def reserve(
-    *, user_id: int, model: ModelInfo, prompt_tokens: int, max_tokens: int
+    *,
+    user_id: int,
+    team_id: int | None,
+    model: ModelInfo,
+    prompt_tokens: int,
+    max_tokens: int,
 ) -> Reservation:
-    """Hold the call's worst case (prompt + max_tokens, and their cost), or refuse."""
+    """Hold the call's worst case (prompt + max_tokens, and their cost), or refuse.
+
+    `team_id` is the conversation's billing team (None: the person's own budget only); it is
+    required so that no door can forget it. A refusal's extra names the budget that refused
+    (`scope`, e.g. "team:7") so a door can say which one it was.
+    """
     prices = model.prices
     assert prices is not None  # resolve() offers only priced models
     # A prompt may be written to the prompt cache, which costs more than plain input.
@@ -51,15 +61,22 @@ async def reserve(
             input_price_micros_per_mtok=_micros_per_mtok(input_price),
             output_price_micros_per_mtok=_micros_per_mtok(prices.output),
             request_id=uuid.uuid4().hex,
+            team_id=team_id,
         )
     except BudgetRefused as exc:
-        raise errors.Refused(
-            exc.message,
-            code=exc.code,
-            limit=exc.limit,
-            resets_at=exc.resets_at,
-            retry_after=exc.retry_after,
-        ) from exc
+        raise refused(exc) from exc
+
+
+def refused(exc: BudgetRefused) -> errors.Refused:
+    """The pipeline's refusal for a budgets one, keeping its reset time and scope."""
+    return errors.Refused(
+        exc.message,
+        code=exc.code,
+        limit=exc.limit,
+        resets_at=exc.resets_at,
+        retry_after=exc.retry_after,
+        scope=exc.scope,
+    )
 
 
 def call_cost(model: ModelInfo, usage: Usage) -> int:
@@ -129,6 +146,7 @@ async def settle_and_record(
             outcome=outcome.outcome,
             cache_hit=outcome.cache_hit,
             request_id=reservation.request_id,
+            team_id=reservation.team_id,
         )
     except Exception:
         logger.exception("writing the usage record of %s failed", reservation.request_id)

@@ -8,6 +8,7 @@ what the door prepared is undone.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,10 +17,11 @@ from asgiref.sync import sync_to_async
 
 from chat import errors
 from chat.models import Conversation
-from chat.services import generations
+from chat.services import billing, generations
 from chat.services.conversations import (
     NewConversation,
     conversation_get_for_user,
+    conversation_set_billing_team,
     conversation_set_system_prompt,
 )
 from chat.services.events import Started, TurnEvent
@@ -27,35 +29,59 @@ from chat.services.turns import run_turn
 
 
 def api_conversation_for_turn(
-    *, user_id: int, conversation_id: str | None, system: str | None
+    *,
+    user_id: int,
+    conversation_id: str | None,
+    system: str | None,
+    team: object = billing.UNSET,
 ) -> tuple[Conversation, Callable[[], object]]:
     """The conversation a websocket turn goes to (a new one without an id), with its system
-    prompt set, and how to undo that if the turn is refused."""
+    prompt and billing team set, and how to undo that if the turn is refused.
+
+    A new conversation bills `team` if given, else the user's first team; an existing one
+    changes its billing team only when `team` is given. A team the user is not in is refused
+    before anything is stored or changed.
+    """
     if conversation_id is None:
-        conversation = Conversation.objects.create(user_id=user_id, system_prompt=system or "")
+        team_id = billing.billing_team_for_new(user_id=user_id, team=team)
+        conversation = Conversation.objects.create(
+            user_id=user_id, system_prompt=system or "", billing_team_id=team_id
+        )
         return conversation, conversation.delete
     conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
-    previous = conversation.system_prompt
-    if system is None or system == previous:
-        return conversation, lambda: None
-    conversation_set_system_prompt(
-        user_id=user_id, conversation_id=conversation.id, system_prompt=system
-    )
+    previous = {"system_prompt": conversation.system_prompt}
+    previous["billing_team_id"] = conversation.billing_team_id
+    if team is not billing.UNSET:
+        conversation = conversation_set_billing_team(
+            user_id=user_id, conversation_id=conversation.id, team=team
+        )
+    if system is not None and system != previous["system_prompt"]:
+        conversation_set_system_prompt(
+            user_id=user_id, conversation_id=conversation.id, system_prompt=system
+        )
 
     def undo() -> None:
-        Conversation.objects.filter(pk=conversation.pk).update(system_prompt=previous)
+        Conversation.objects.filter(pk=conversation.pk).update(**previous)
 
     return conversation, undo
 
 
 async def api_turn_begin(
-    *, user_id: int, conversation: NewConversation, **turn: Any
+    *,
+    user_id: int,
+    conversation: NewConversation,
+    team: object = billing.UNSET,
+    **turn: Any,
 ) -> tuple[AsyncIterator[TurnEvent], Started]:
     """Start a request's turn and wait for it to be stored, with its conversation.
 
-    The conversation is stored in the turn's one write, once the budget agreed: a refusal
-    raises having stored nothing, and the first byte waits for no other database call.
+    The conversation bills `team` (chat.services.billing: an id, an exact name or None) if
+    given, else the user's first team; a team the user is not in is refused first. It is
+    stored in the turn's one write, once the budget agreed: a refusal raises having stored
+    nothing.
     """
+    team_id = await sync_to_async(billing.billing_team_for_new)(user_id=user_id, team=team)
+    conversation = dataclasses.replace(conversation, billing_team_id=team_id)
     events = run_turn(user_id=user_id, new_conversation=conversation, **turn)
     started = await anext(events)
     assert isinstance(started, Started)

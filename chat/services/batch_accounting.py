@@ -25,11 +25,10 @@ from budgets.services import (
     budget_settle,
     usage_record_create,
 )
-from chat import errors
 from chat.models import BatchItem
 from chat.providers.base import Usage
 from chat.providers.specs import ModelInfo, Prices
-from chat.services.accounting import call_cost
+from chat.services.accounting import call_cost, refused
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +66,12 @@ async def item_reserve(
     max_tokens: int,
     ttl_seconds: int,
     batched: bool,
+    team_id: int | None,
 ) -> Reservation:
-    """Hold the item's worst case at the price it will be charged, or raise errors.Refused."""
+    """Hold the item's worst case at the price it will be charged, or raise errors.Refused.
+
+    `team_id` is the job's billing team (None: the person's own budget only).
+    """
     prices = (batch_priced(model) if batched else model).prices
     assert prices is not None
     input_price = max(prices.input, prices.cache_write_5m, prices.cache_write_1h)
@@ -84,9 +87,10 @@ async def item_reserve(
             request_id=request_id_of(item),
             ttl_seconds=ttl_seconds,
             background=True,
+            team_id=team_id,
         )
     except BudgetRefused as exc:
-        raise errors.Refused(exc.message, code=exc.code, limit=exc.limit) from exc
+        raise refused(exc) from exc
 
 
 def reservation_dump(reservation: Reservation) -> dict[str, Any]:
@@ -140,6 +144,7 @@ async def item_settle(
         cache_hit=False,
         request_id=reservation.request_id,
         batch=batched,
+        team_id=reservation.team_id,
     )
 
 

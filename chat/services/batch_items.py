@@ -71,6 +71,7 @@ async def item_hold(job: BatchJob, model: ModelInfo, item: BatchItem, *, batched
             max_tokens=job.max_tokens,
             ttl_seconds=ttl,
             batched=batched,
+            team_id=job.billing_team_id,
         )
     except errors.Refused as exc:
         if exc.code == "budget_unavailable":

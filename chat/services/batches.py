@@ -21,6 +21,7 @@ from chat.models import BatchItem, BatchJob, Document
 from chat.providers import catalog, tokens
 from chat.providers.base import ChatMessage, ChatRequest
 from chat.providers.specs import ModelInfo
+from chat.services import billing
 
 DEFAULT_INSTRUCTION = "Summarise this document."
 INSTRUCTION_MAX_CHARS = 4000
@@ -138,9 +139,18 @@ def _check_fits(
 
 
 def batch_job_create(
-    *, user_id: int, model: str, document_ids: Sequence[object], instruction: str
+    *,
+    user_id: int,
+    model: str,
+    document_ids: Sequence[object],
+    instruction: str,
+    team: object = billing.UNSET,
 ) -> BatchJob:
-    """Validate, store the job and its items, and enqueue its task once committed."""
+    """Validate, store the job and its items, and enqueue its task once committed.
+
+    `team` is what the form asked to bill (chat.services.billing); unset: the first team.
+    """
+    team_id = billing.billing_team_for_new(user_id=user_id, team=team)
     text = _instruction(instruction)
     info = _model(user_id=user_id, model_id=model)
     documents = _documents(user_id=user_id, document_ids=document_ids)
@@ -155,6 +165,7 @@ def batch_job_create(
             instruction=text,
             max_tokens=max_tokens,
             item_count=len(documents),
+            billing_team_id=team_id,
         )
         items = []
         for position, document in enumerate(documents):

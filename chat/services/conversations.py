@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from chat import errors
 from chat.models import Conversation, Message
+from chat.services import billing
 
 TITLE_CHARS = 60
 
@@ -64,6 +65,7 @@ class NewConversation:
 
     system: str = ""
     history: tuple[tuple[str, str], ...] = ()
+    billing_team_id: int | None = None  # checked by the door (chat.services.billing)
 
     def title(self, text: str) -> str:
         """From the first user message (the turn's own text when there is no earlier one)."""
@@ -178,7 +180,26 @@ def conversation_start(*, user_id: int) -> Conversation:
         .order_by("-created_at")
         .first()
     )
-    return empty or Conversation.objects.create(user_id=user_id)
+    if empty is not None:
+        return empty
+    team_id = billing.billing_team_for_new(user_id=user_id)
+    return Conversation.objects.create(user_id=user_id, billing_team_id=team_id)
+
+
+def conversation_set_billing_team(
+    *, user_id: int, conversation_id: uuid.UUID | str, team: object
+) -> Conversation:
+    """Bill the conversation's next calls to one of the user's teams, or (None) to them alone.
+
+    A team the user does not belong to is refused and nothing changes; calls already made
+    stay on the budget they were billed to.
+    """
+    conversation = conversation_get_for_user(user_id=user_id, conversation_id=conversation_id)
+    team_id = billing.billing_team_resolve(user_id=user_id, team=team)
+    if team_id != conversation.billing_team_id:
+        conversation.billing_team_id = team_id
+        conversation.save(update_fields=["billing_team", "updated_at"])
+    return conversation
 
 
 def conversation_rename(

@@ -77,6 +77,7 @@ async def run_turn(
             user_id=user_id,
             system_prompt=new_conversation.system,
             title=new_conversation.title(text),
+            billing_team_id=new_conversation.billing_team_id,
         )
         documents: tuple[prompts.PromptDocument, ...] = ()
         read: tuple[list, str] | errors.ChatError = (
@@ -105,6 +106,7 @@ async def run_turn(
     fit = prompts.fit_request(model_info, request, prompt_tokens, documents=documents)
     reservation = await accounting.reserve(
         user_id=user_id,
+        team_id=conversation.billing_team_id,
         model=model_info,
         prompt_tokens=fit.prompt_tokens,
         max_tokens=fit.request.max_tokens,

@@ -81,7 +81,9 @@ async def test_claude_batch_runs_through_a_message_batch_at_half_price(providers
     assert held.reserved_tokens > 0  # held per item while the provider works
     # The batch's three holds take none of the plan's one live stream (nor its one request a
     # minute): the person can still chat while it runs.
-    chat = await accounting.reserve(user_id=user.id, model=model, prompt_tokens=10, max_tokens=10)
+    chat = await accounting.reserve(
+        user_id=user.id, team_id=None, model=model, prompt_tokens=10, max_tokens=10
+    )
     await accounting.release(chat)
 
     waits = await run_to_end(job.id)
