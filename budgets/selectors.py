@@ -21,7 +21,7 @@ from budgets.models import (
     TeamMembership,
     UsageRecord,
 )
-from budgets.scopes import Scope
+from budgets.scopes import Scope, member_scope, provider_scope, team_scope, user_scope
 
 TOTAL_TOKENS = (
     F("input_tokens") + F("cache_write_tokens") + F("cache_read_tokens") + F("output_tokens")
@@ -309,3 +309,40 @@ def can_view_team_usage(*, user, team_id: int) -> bool:
 def teams_with_member_counts() -> QuerySet[Team]:
     """Every team with `member_count`, by name (for the dashboard's team view)."""
     return Team.objects.annotate(member_count=Count("memberships")).order_by("name")
+
+
+def scopes_with_usage_on(*, day: dt.date) -> list[Scope]:
+    """Every scope with ledger rows on `day`: users, members, teams and providers."""
+    start, end = day_bounds(day)
+    rows = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    pairs = set(rows.values_list("user_id", "team_id"))
+    scopes = {user_scope(u) for u, _ in pairs if u is not None}
+    scopes |= {team_scope(t) for _, t in pairs if t is not None}
+    scopes |= {member_scope(t, u) for u, t in pairs if u is not None and t is not None}
+    scopes |= {provider_scope(p) for p in set(rows.values_list("provider", flat=True))}
+    return sorted(scopes, key=lambda s: s.key)
+
+
+def scope_day_totals(*, scope: Scope, day: dt.date) -> tuple[int, int]:
+    """(tokens, cost_micros) the ledger counts against a scope on `day`."""
+    sums = scope_records(scope=scope, day=day).aggregate(t=Sum(TOTAL_TOKENS), c=Sum("cost_micros"))
+    return int(sums["t"] or 0), int(sums["c"] or 0)
+
+
+def scope_labels(scopes: list[Scope]) -> dict[str, str]:
+    """A name a person recognises for each scope: username, team name, 'ada in Research'."""
+    user_ids = {s.user_id for s in scopes if s.user_id is not None}
+    team_ids = {s.team_id for s in scopes if s.team_id is not None}
+    users = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
+    teams = dict(Team.objects.filter(pk__in=team_ids).values_list("pk", "name"))
+    labels = {}
+    for s in scopes:
+        user = users.get(s.user_id, f"#{s.user_id}")
+        team = teams.get(s.team_id, f"team #{s.team_id}")
+        labels[s.key] = {
+            "user": user,
+            "member": f"{user} in {team}",
+            "team": team,
+            "provider": dict(PROVIDER_CHOICES).get(s.provider, s.provider),
+        }[s.kind]
+    return labels

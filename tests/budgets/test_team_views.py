@@ -47,6 +47,7 @@ def test_team_admin_sees_members_models_and_charts(client, user, team, records):
     assert "<caption>Today by member</caption>" in today
     assert "ada" in today
     assert "grace" in today
+    assert "<td>team admin</td>" in today
     assert "4,000 (25%)" in today  # grace's 1,000 tokens today against her 4,000 cap
     assert "gpt-team" in today
     assert "claude-team" in today

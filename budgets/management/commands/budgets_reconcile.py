@@ -1,4 +1,5 @@
-"""`manage.py budgets_reconcile [--fix]`: compare today's Redis counters with the ledger."""
+"""`manage.py budgets_reconcile [--fix]`: compare today's Redis counters with the ledger, for
+people's budgets, teams, members' caps and providers."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ class Command(BaseCommand):
                 "missing" if d.missing else f"{d.redis_tokens:,} tokens, {d.redis_cost_micros:,} µ$"
             )
             self.stdout.write(
-                f"{d.username} (#{d.user_id}): Redis {redis_side}; "
+                f"{d.label} ({d.scope}): Redis {redis_side}; "
                 f"ledger {d.ledger_tokens:,} tokens, {d.ledger_cost_micros:,} µ$"
                 + (" -> fixed" if fix else "")
             )
+        users = sum(d.is_user for d in drifts)
+        counts = f"{users} user(s) and {len(drifts) - users} team, member or provider budget(s)"
         if fix:
-            self.stdout.write(self.style.SUCCESS(f"Fixed {len(drifts)} user(s)."))
+            self.stdout.write(self.style.SUCCESS(f"Fixed {counts}."))
         else:
-            raise CommandError(f"{len(drifts)} user(s) differ; run with --fix to repair.")
+            raise CommandError(f"{counts} differ; run with --fix to repair.")
