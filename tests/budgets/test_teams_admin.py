@@ -200,3 +200,10 @@ async def test_an_admin_change_of_the_budget_applies_to_the_next_reservation(
     with pytest.raises(BudgetRefused) as refused:
         await reserve(member.id, team_id=team.id)  # 200 more would pass the new 300
     assert refused.value.scope == f"team:{team.id}"
+
+
+def test_add_page_shows_the_membership_inline(admin_client):
+    page = admin_client.get(reverse("admin:budgets_team_add")).content.decode()
+    assert 'name="memberships-TOTAL_FORMS"' in page
+    assert 'name="memberships-0-daily_tokens_cap"' in page
+    assert "daily token cap" in page.lower()
