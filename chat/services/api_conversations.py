@@ -80,7 +80,7 @@ async def api_turn_begin(
     stored in the turn's one write, once the budget agreed: a refusal raises having stored
     nothing.
     """
-    team_id = await sync_to_async(billing.billing_team_for_new)(user_id=user_id, team=team)
+    team_id = await billing.abilling_team_for_new(user_id=user_id, team=team)
     conversation = dataclasses.replace(conversation, billing_team_id=team_id)
     events = run_turn(user_id=user_id, new_conversation=conversation, **turn)
     started = await anext(events)

@@ -10,8 +10,12 @@ when a call is made is checked again by the reserve script (a `not_a_member` ref
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Final
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from budgets import selectors as budget_selectors
 from chat import errors
@@ -37,7 +41,9 @@ def billing_teams(*, user_id: int) -> list[TeamChoice]:
     ]
 
 
-def billing_team_resolve(*, user_id: int, team: object) -> int | None:
+def billing_team_resolve(
+    *, user_id: int, team: object, teams: list[TeamChoice] | None = None
+) -> int | None:
     """The team id a door's `team` value names (None: personal), or a refusal.
 
     Accepts a team id (an int, or digits as a form sends them), a team's exact name, or
@@ -53,7 +59,8 @@ def billing_team_resolve(*, user_id: int, team: object) -> int | None:
             code="invalid_request",
             param="team",
         )
-    teams = billing_teams(user_id=user_id)
+    if teams is None:
+        teams = billing_teams(user_id=user_id)
     for choice in teams:
         if team in (choice.id, choice.name) or (isinstance(team, str) and team == str(choice.id)):
             return choice.id
@@ -76,3 +83,35 @@ def billing_team_for_new(*, user_id: int, team: object = UNSET) -> int | None:
     if team is UNSET:
         return budget_selectors.default_team_id(user_id=user_id)
     return billing_team_resolve(user_id=user_id, team=team)
+
+
+# The API door's hot path: each process keeps a person's teams for CHAT_API_KEY_CACHE_SECONDS
+# (as it keeps their API key), so a request costs no query before its first byte. A stale
+# entry is harmless: the reserve script checks membership on every call.
+_teams_cache: dict[int, tuple[list[TeamChoice], float]] = {}
+CACHE_MAX_ENTRIES = 10_000
+
+
+async def abilling_team_for_new(*, user_id: int, team: object = UNSET) -> int | None:
+    """billing_team_for_new for the APIs: the person's teams from a short per-process cache.
+
+    A team named but not in the cached list is looked up again (a team joined a moment ago).
+    """
+    hit = _teams_cache.get(user_id)
+    if hit is not None and hit[1] > time.monotonic():
+        teams = hit[0]
+        if team is UNSET:
+            return teams[0].id if teams else None
+        if (
+            team is None
+            or team == PERSONAL_CHOICE
+            or any(team in (c.id, c.name, str(c.id)) for c in teams)
+        ):
+            return billing_team_resolve(user_id=user_id, team=team, teams=teams)
+    teams = await sync_to_async(billing_teams)(user_id=user_id)
+    if len(_teams_cache) >= CACHE_MAX_ENTRIES:
+        _teams_cache.clear()
+    _teams_cache[user_id] = (teams, time.monotonic() + settings.CHAT_API_KEY_CACHE_SECONDS)
+    if team is UNSET:
+        return teams[0].id if teams else None
+    return billing_team_resolve(user_id=user_id, team=team, teams=teams)

@@ -356,3 +356,23 @@ def test_the_usage_page_shows_which_budget_each_call_billed(client, user):
     page = client.get("/usage/").content.decode()
     assert page.count("<td>Team Research</td>") == 1
     assert page.count("<td>Personal</td>") == 1
+
+
+async def test_the_api_door_reads_a_persons_teams_once_per_cache_period(user, other_user, settings):
+    """The first byte waits for no query: the teams are cached in the process briefly."""
+    from chat.services import billing
+
+    settings.CHAT_API_KEY_CACHE_SECONDS = 60
+    first = await ateam("Cached", user)
+    assert await billing.abilling_team_for_new(user_id=user.id) == first.id
+    await TeamMembership.objects.filter(user=user).adelete()
+    # still the cached default: the reserve script is what checks membership on every call
+    assert await billing.abilling_team_for_new(user_id=user.id) == first.id
+    assert await billing.abilling_team_for_new(user_id=user.id, team=None) is None
+    # a team not in the cached list is looked up afresh: joined a moment ago, or not at all
+    joined = await ateam("Joined", user)
+    assert await billing.abilling_team_for_new(user_id=user.id, team="Joined") == joined.id
+    stranger = await ateam("Stranger", other_user)
+    with pytest.raises(errors.InvalidInput) as refused:
+        await billing.abilling_team_for_new(user_id=user.id, team=stranger.id)
+    assert refused.value.code == "not_a_member"
