@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import IntegrityError
+
 from budgets.models import UsageRecord
 
 OUTCOMES = frozenset(UsageRecord.Outcome.values)
@@ -64,21 +66,27 @@ async def usage_record_create(
         raise ValueError(f"team_id must be a positive whole number or None, not {team_id!r}.")
     if not model or not provider:
         raise ValueError("model and provider are required.")
-    await UsageRecord.objects.aget_or_create(
-        request_id=request_id,
-        defaults={
-            "user_id": user_id,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "model": model,
-            "provider": provider,
-            "time_to_first_token_ms": time_to_first_token_ms,
-            "duration_ms": duration_ms,
-            "retries": max(0, int(retries)),
-            "outcome": outcome,
-            "cache_hit": bool(cache_hit),
-            "batch": bool(batch),
-            "team_id": team_id,
-            **values,
-        },
-    )
+    defaults = {
+        "user_id": user_id,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "model": model,
+        "provider": provider,
+        "time_to_first_token_ms": time_to_first_token_ms,
+        "duration_ms": duration_ms,
+        "retries": max(0, int(retries)),
+        "outcome": outcome,
+        "cache_hit": bool(cache_hit),
+        "batch": bool(batch),
+        "team_id": team_id,
+        **values,
+    }
+    try:
+        await UsageRecord.objects.aget_or_create(request_id=request_id, defaults=defaults)
+    except IntegrityError:
+        if team_id is None:
+            raise
+        # The team was deleted while the call ran: the row is kept, billed to no team (as
+        # deleting a team leaves its older rows), rather than lost.
+        defaults["team_id"] = None
+        await UsageRecord.objects.aget_or_create(request_id=request_id, defaults=defaults)

@@ -41,3 +41,14 @@ async def test_bad_ledger_rows_are_refused(user, field, value):
     with pytest.raises(ValueError, match=field):
         await usage_record_create(**_record(user.id, **{field: value}))
     assert not await UsageRecord.objects.aexists()
+
+
+async def test_a_call_whose_team_was_deleted_while_it_ran_is_kept_billed_to_no_team(user):
+    from budgets.models import Team
+
+    team = await Team.objects.acreate(name="Gone")
+    await Team.objects.filter(pk=team.pk).adelete()
+    await usage_record_create(**_record(user.id, team_id=team.id))
+    record = await UsageRecord.objects.aget(request_id="ledger-1")
+    assert record.team_id is None
+    assert record.total_tokens == 1500
