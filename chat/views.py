@@ -150,7 +150,12 @@ def conversation_billing_team(request: HttpRequest, conversation_id: str) -> Htt
             team=request.POST.get("team", billing.PERSONAL_CHOICE),
         )
     except errors.ChatError as exc:
-        return _refused(request, exc, conversation_id)
+        response = _refused(request, exc, conversation_id)
+        if response.status_code == 422:  # htmx: put the select back to the unchanged choice
+            response.content += views_billing.billing_form_oob(
+                request, user_id=request.user.id, conversation_id=conversation_id
+            ).encode()
+        return response
     if request.htmx:
         panel = views_billing.billing_panel(user_id=request.user.id, conversation=conversation)
         context = {"conversation": conversation, "billing": panel, "saved": True}

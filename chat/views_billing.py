@@ -6,6 +6,7 @@ consumer sends `team_meter_oob` after each turn or refusal so the team's meter s
 
 from __future__ import annotations
 
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from budgets.scopes import team_scope
@@ -47,3 +48,18 @@ def team_meter_oob(*, user_id: int, conversation_id: object) -> str:
         "oob": True,
     }
     return render_to_string(f"{TEMPLATE}#team-meter", context)
+
+
+def billing_form_oob(request: HttpRequest, *, user_id: int, conversation_id: object) -> str:
+    """The whole select as it stands, out of band: after a refused choice the page's select
+    goes back to the choice that still holds instead of showing the refused one."""
+    conversation = conversations.conversation_get_for_user(
+        user_id=user_id,
+        conversation_id=conversation_id,  # type: ignore[arg-type]
+    )
+    context = {
+        "conversation": conversation,
+        "billing": billing_panel(user_id=user_id, conversation=conversation),
+        "billing_oob": True,
+    }
+    return render_to_string(f"{TEMPLATE}#billing", context, request=request)

@@ -297,7 +297,12 @@ def test_a_refused_choice_lands_in_the_flash_region_and_changes_nothing(client, 
     )
     assert response.status_code == 422
     assert response["HX-Retarget"] == "#flash"
-    assert "You&#x27;re not a member of team #" in response.content.decode()
+    body = response.content.decode()
+    assert "You&#x27;re not a member of team #" in body
+    # the select comes back out of band, showing the choice that still holds
+    assert 'id="billing-team"' in body
+    assert 'hx-swap-oob="true"' in body
+    assert f'<option value="{mine.id}" selected>Team Research</option>' in body
     conversation.refresh_from_db()
     assert conversation.billing_team_id == mine.id
 
