@@ -42,10 +42,11 @@ def _int(mapping: dict[str, str], name: str) -> int:
     return int(mapping.get(name) or 0)
 
 
-async def state_read(store: AsyncStore, *, user_id: int) -> BudgetState:
-    now = timezone.now()
-    day = day_key(now)
-    scope = user_scope(user_id)
+async def _read_prepared(
+    store: AsyncStore, *, scope: Scope, day: str
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """A scope's cached limits and the day's counters, loading them first when missing or
+    stale (one pipelined read when they are there); None if they could not be prepared."""
     for _ in range(ATTEMPTS):
         async with store.client.pipeline(transaction=False) as pipe:
             pipe.get(keys.GEN_KEY)
@@ -58,10 +59,19 @@ async def state_read(store: AsyncStore, *, user_id: int) -> BudgetState:
         if "seeded" not in used:
             needs.append("used:0")
         if not needs:
-            break
+            return limits, used
         await prepare(store, scopes=[scope], day=day, needs=needs)
-    else:
+    return None
+
+
+async def state_read(store: AsyncStore, *, user_id: int) -> BudgetState:
+    now = timezone.now()
+    day = day_key(now)
+    scope = user_scope(user_id)
+    read = await _read_prepared(store, scope=scope, day=day)
+    if read is None:
         return unavailable_state(user_id, now)
+    limits, used = read
     tokens_limit = _int(limits, "daily_tokens")
     if limits.get("extra_day") == day:
         tokens_limit += _int(limits, "extra_tokens")
@@ -116,22 +126,10 @@ async def scope_usage_read(store: AsyncStore, *, scope: Scope) -> ScopeUsage:
     """Today's use of one scope, loading its limits and counters first if they are missing."""
     now = timezone.now()
     day = day_key(now)
-    for _ in range(ATTEMPTS):
-        async with store.client.pipeline(transaction=False) as pipe:
-            pipe.get(keys.GEN_KEY)
-            pipe.hgetall(keys.limits_key(scope))
-            pipe.hgetall(keys.used_key(scope, day))
-            gen, limits, used = await pipe.execute()
-        needs = []
-        if limits.get("gen") != (gen or "0"):
-            needs.append("limits:0")
-        if "seeded" not in used:
-            needs.append("used:0")
-        if not needs:
-            break
-        await prepare(store, scopes=[scope], day=day, needs=needs)
-    else:
+    read = await _read_prepared(store, scope=scope, day=day)
+    if read is None:
         raise ConnectionError(f"the counters of {scope} could not be prepared")
+    limits, used = read
     tokens_limit = _limit(limits, "daily_tokens")
     if tokens_limit is not None and limits.get("extra_day") == day:
         tokens_limit += _int(limits, "extra_tokens")
