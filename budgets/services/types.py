@@ -33,8 +33,26 @@ class Reservation:
     team_id: int | None = None  # the team the call is billed to, if any
 
 
+class _CostInUsd:
+    """Dollars for pages, from the micro-dollars a state holds."""
+
+    __slots__ = ()
+    cost_used_micros: int
+    cost_limit_micros: int | None
+
+    @property
+    def cost_used_usd(self) -> Decimal:
+        return Decimal(self.cost_used_micros) / MICROS_PER_USD
+
+    @property
+    def cost_limit_usd(self) -> Decimal | None:
+        if self.cost_limit_micros is None:
+            return None
+        return Decimal(self.cost_limit_micros) / MICROS_PER_USD
+
+
 @dataclass(frozen=True, slots=True)
-class BudgetState:
+class BudgetState(_CostInUsd):
     """Today's use against the limits, for the meter. `available` is False if Redis is down."""
 
     user_id: int
@@ -94,16 +112,6 @@ class BudgetState:
         return max(0, self.tokens_limit - self.tokens_used)
 
     @property
-    def cost_used_usd(self) -> Decimal:
-        return Decimal(self.cost_used_micros) / MICROS_PER_USD
-
-    @property
-    def cost_limit_usd(self) -> Decimal | None:
-        if self.cost_limit_micros is None:
-            return None
-        return Decimal(self.cost_limit_micros) / MICROS_PER_USD
-
-    @property
     def resets_at_iso(self) -> str:
         return self.resets_at.astimezone(dt.UTC).isoformat()
 
@@ -113,7 +121,7 @@ class BudgetState:
 
 
 @dataclass(frozen=True, slots=True)
-class ScopeUsage:
+class ScopeUsage(_CostInUsd):
     """Today's use of any budget scope (a team, a member's cap, a provider) against its limits.
 
     A limit of None means there is none. `available` is False if Redis is down.
@@ -145,13 +153,3 @@ class ScopeUsage:
     @property
     def percent(self) -> int:
         return int(self.fraction * 100)
-
-    @property
-    def cost_used_usd(self) -> Decimal:
-        return Decimal(self.cost_used_micros) / MICROS_PER_USD
-
-    @property
-    def cost_limit_usd(self) -> Decimal | None:
-        if self.cost_limit_micros is None:
-            return None
-        return Decimal(self.cost_limit_micros) / MICROS_PER_USD

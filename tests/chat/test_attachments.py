@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx2
@@ -169,22 +168,6 @@ def test_attachable_lists_only_the_users_ready_unattached_documents(
 
 
 # --- turns ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def traced_sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(tokens_per_second=4000.0, ttft_ms=0, trace=True) as server:
-        yield server
-
-
-@pytest.fixture
-def traced(settings, traced_sandbox):
-    """Both SDKs pointed at a sandbox that records each request's system blocks."""
-    settings.ANTHROPIC_API_KEY = "sk-ant-test"
-    settings.ANTHROPIC_BASE_URL = traced_sandbox.base_url
-    settings.OPENAI_API_KEY = "sk-test"
-    settings.OPENAI_BASE_URL = traced_sandbox.base_url + "/v1"
-    return traced_sandbox
 
 
 def trace_of(server: SandboxServer, question: str) -> dict:

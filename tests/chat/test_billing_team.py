@@ -21,27 +21,10 @@ from chat.services.batch_accounting import request_id_of
 from chat.services.batch_runs import batch_job_step
 from chat.services.batches import batch_job_create
 from chat.services.turns import Finished, run_turn
-from sandbox.server import SandboxServer
 from tests.documents import make_document
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GPT = "gpt-5-mini"
-
-
-@pytest.fixture(scope="module")
-def traced_sandbox():
-    """A sandbox that records every request it answers, to prove none was sent."""
-    with SandboxServer(tokens_per_second=4000.0, ttft_ms=0, trace=True) as server:
-        yield server
-
-
-@pytest.fixture
-def traced(settings, traced_sandbox):
-    settings.ANTHROPIC_API_KEY = "sk-ant-test"
-    settings.ANTHROPIC_BASE_URL = traced_sandbox.base_url
-    settings.OPENAI_API_KEY = "sk-test"
-    settings.OPENAI_BASE_URL = traced_sandbox.base_url + "/v1"
-    return traced_sandbox
 
 
 def questions_seen(sandbox) -> list[str]:
