@@ -64,3 +64,26 @@ def test_a_single_task_attempt_is_refused_at_startup(tmp_path):
     result = _import_settings({"DEBUG": "true", "TASKS_MAX_ATTEMPTS": "1"}, tmp_path)
     assert result.returncode != 0
     assert "TASKS_MAX_ATTEMPTS must be at least 2" in result.stderr
+
+
+def test_an_alert_webhook_that_is_not_http_is_refused_at_startup(tmp_path):
+    for url in ("ftp://hooks.example.com/x", "hooks.slack.com/services/T0", "https://"):
+        result = _import_settings({"DEBUG": "true", "ALERTS_WEBHOOK_URL": url}, tmp_path)
+        assert result.returncode != 0, url
+        assert "ALERTS_WEBHOOK_URL must be an http:// or https:// URL" in result.stderr
+    ok = _import_settings(
+        {"DEBUG": "true", "ALERTS_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x"},
+        tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_alert_thresholds_must_be_percentages(tmp_path):
+    for value in ("80,abc", "0,100", "80,150", "-5"):
+        result = _import_settings({"DEBUG": "true", "ALERTS_THRESHOLDS": value}, tmp_path)
+        assert result.returncode != 0, value
+        assert "ALERTS_THRESHOLDS must be percentages from 1 to 100" in result.stderr
+    code = "import chatsite.settings as s; print(s.ALERTS_THRESHOLDS)"
+    env = {**os.environ, "DEBUG": "true", "VAR_DIR": str(tmp_path), "ALERTS_THRESHOLDS": "90, 50"}
+    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True)
+    assert shown.stdout.decode().strip() == "[50, 90]"
