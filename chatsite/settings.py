@@ -7,74 +7,32 @@ start-up with a clear message instead of running with an unsafe default.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from chatsite.embedded_redis import EmbeddedRedis
+from chatsite.env import (
+    env_bool,
+    env_float,
+    env_http_url,
+    env_int,
+    env_list,
+    env_percentages,
+    env_secret_key,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def env_bool(name: str, default: bool = False) -> bool:
-    """Read a boolean variable: 1/true/yes/on (any case) is true."""
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    """Read a comma-separated variable into a list without blanks."""
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
-
-
 DEBUG = env_bool("DEBUG", False)
 
 
-def _secret_key() -> str:
-    key = os.environ.get("SECRET_KEY", "").strip()
-    if key:
-        return key
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set SECRET_KEY to a long random string "
-            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
-            "or set DEBUG=true for local development."
-        )
-    # In development, generate one once and keep it so sessions survive restarts.
-    path = VAR_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-SECRET_KEY = _secret_key()
+SECRET_KEY = env_secret_key(debug=DEBUG, var_dir=VAR_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -395,21 +353,8 @@ if min(BUDGETS_RESERVATION_TTL, BUDGETS_LIMITS_CACHE_SECONDS, BUDGETS_REDIS_MAX_
 # Admins (and a team's admins) are told once per day when a user's, a team's or a provider's
 # daily budget crosses each of these percentages: by e-mail (Django's mail settings; the
 # console by default) and, if set, by a Slack-compatible incoming webhook.
-_thresholds = env_list("ALERTS_THRESHOLDS", "80,100")
-ALERTS_THRESHOLDS = sorted({int(x) for x in _thresholds if x.isdigit()})
-if len(ALERTS_THRESHOLDS) < len(set(_thresholds)) or not all(
-    1 <= t <= 100 for t in ALERTS_THRESHOLDS or [0]
-):
-    raise ImproperlyConfigured("ALERTS_THRESHOLDS must be percentages from 1 to 100, e.g. 80,100.")
-ALERTS_WEBHOOK_URL = os.environ.get("ALERTS_WEBHOOK_URL", "").strip()
-if ALERTS_WEBHOOK_URL:
-    from urllib.parse import urlsplit
-
-    _hook = urlsplit(ALERTS_WEBHOOK_URL)
-    if _hook.scheme not in ("http", "https") or not _hook.hostname:
-        raise ImproperlyConfigured(
-            f"ALERTS_WEBHOOK_URL must be an http:// or https:// URL, not {ALERTS_WEBHOOK_URL!r}."
-        )
+ALERTS_THRESHOLDS = env_percentages("ALERTS_THRESHOLDS", "80,100")
+ALERTS_WEBHOOK_URL = env_http_url("ALERTS_WEBHOOK_URL")
 ALERTS_WEBHOOK_TIMEOUT = env_float("ALERTS_WEBHOOK_TIMEOUT", 5.0)
 # A failing webhook is tried this many times in all, backing off from ALERTS_RETRY_SECONDS.
 ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 5)
@@ -419,13 +364,11 @@ if ALERTS_MAX_ATTEMPTS < 1 or ALERTS_RETRY_SECONDS <= 0 or ALERTS_WEBHOOK_TIMEOU
         "ALERTS_MAX_ATTEMPTS must be at least 1; ALERTS_RETRY_SECONDS and "
         "ALERTS_WEBHOOK_TIMEOUT must be positive."
     )
-EMAIL_BACKEND = (
-    os.environ.get("EMAIL_BACKEND", "").strip() or "django.core.mail.backends.console.EmailBackend"
-)
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "chat@localhost"
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", "").strip() or None  # the file backend's
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhost")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH") or None  # the file backend's directory
 # SMTP (EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend).
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip() or "localhost"
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
