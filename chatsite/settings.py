@@ -1,4 +1,4 @@
-"""Settings for the chat service: the one module that reads the environment.
+"""Settings for the chat service: the one module that reads the environment (via chatsite/env.py).
 
 Every variable is listed in `.env.example`. With DEBUG off, a missing secret stops
 start-up with a clear message instead of running with an unsafe default.
