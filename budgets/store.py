@@ -44,12 +44,13 @@ class AsyncStore:
     """An async client with its registered scripts."""
 
     def __init__(self, url: str) -> None:
-        # A bounded pool: a burst of reservations queues for a connection (up to the
-        # timeout) instead of opening one socket per concurrent request.
+        # A bounded pool: a burst of reservations queues for a connection (up to
+        # BUDGETS_REDIS_POOL_WAIT) instead of opening one socket per concurrent request.
+        # Waiting in that queue is load, not an unreachable Redis (socket_timeout is that).
         pool = aredis.BlockingConnectionPool.from_url(
             url,
             max_connections=settings.BUDGETS_REDIS_MAX_CONNECTIONS,
-            timeout=settings.BUDGETS_REDIS_TIMEOUT,
+            timeout=settings.BUDGETS_REDIS_POOL_WAIT,
             **_client_kwargs(),
         )
         self.client = aredis.Redis(connection_pool=pool)

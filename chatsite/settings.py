@@ -339,8 +339,13 @@ BUDGETS_RESERVATION_TTL = env_int("BUDGETS_RESERVATION_TTL", 600)
 BUDGETS_LIMITS_CACHE_SECONDS = env_int("BUDGETS_LIMITS_CACHE_SECONDS", 300)
 # Seconds to wait for Redis before failing closed (or open).
 BUDGETS_REDIS_TIMEOUT = env_float("BUDGETS_REDIS_TIMEOUT", 1.0)
-# Redis connections per process for budgets; a burst beyond it waits for a free one.
+# Redis connections per process for budgets; a burst beyond it waits for a free one, up to
+# BUDGETS_REDIS_POOL_WAIT: a queue for a connection is load, not Redis being down (the
+# socket timeout above tells that), so it is not refused as "budgets unavailable" at once.
 BUDGETS_REDIS_MAX_CONNECTIONS = env_int("BUDGETS_REDIS_MAX_CONNECTIONS", 32)
+BUDGETS_REDIS_POOL_WAIT = env_float("BUDGETS_REDIS_POOL_WAIT", 5.0)
+if BUDGETS_REDIS_POOL_WAIT <= 0:
+    raise ImproperlyConfigured("BUDGETS_REDIS_POOL_WAIT must be a positive number of seconds.")
 # The amount the admin's "grant extra tokens today" form suggests.
 BUDGETS_GRANT_TOKENS = env_int("BUDGETS_GRANT_TOKENS", 50_000)
 if min(BUDGETS_RESERVATION_TTL, BUDGETS_LIMITS_CACHE_SECONDS, BUDGETS_REDIS_MAX_CONNECTIONS) < 1:

@@ -165,7 +165,7 @@ async def test_concurrent_crossings_record_exactly_one_alert_per_scope_and_thres
     make_user, settings
 ):
     """60 calls of one team, at once, take every scope they count against past 80% and 100%."""
-    settings.BUDGETS_REDIS_TIMEOUT = 10.0  # the count is under test, not the pool's patience
+    settings.BUDGETS_REDIS_POOL_WAIT = 30.0  # the count is under test, not the pool's patience
     await ProviderCap.objects.acreate(provider="anthropic", daily_cost_usd=Decimal("0.05"))
     ada = await sync_to_async(make_user)("ada", daily_tokens=20_000)
     team = await make_team(users=[ada], daily_tokens=20_000)

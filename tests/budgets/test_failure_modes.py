@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -82,3 +84,19 @@ async def test_fail_open_still_refuses_billing_a_team_you_are_not_in_or_its_excl
     reservation = await reserve(member.id, team_id=team.id)
     assert reservation.unmetered is True
     assert reservation.team_id == team.id
+
+
+@pytest.mark.parametrize(("wait", "unavailable"), [(0.000001, True), (10.0, False)])
+async def test_a_burst_beyond_the_pool_queues_for_BUDGETS_REDIS_POOL_WAIT(
+    make_user, settings, wait, unavailable
+):
+    """Callers beyond the pool's connections wait for one; only past the wait are they told
+    the store is unavailable (a queue is load, not Redis being down)."""
+    settings.BUDGETS_REDIS_MAX_CONNECTIONS = 1
+    settings.BUDGETS_REDIS_POOL_WAIT = wait
+    user = await sync_to_async(make_user)()
+    await reserve(user.id)  # limits and counters loaded: the burst is one round trip each
+    results = await asyncio.gather(*(reserve(user.id) for _ in range(40)), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, BudgetUnavailable) for r in failed)
+    assert bool(failed) is unavailable
