@@ -82,22 +82,30 @@ def usage_report(*, user_id: int | None, now: dt.datetime | None = None, days: i
     day_list = [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
     rows = selectors.usage_by_day_and_model(since=day_list[0], until=today, user_id=user_id)
     today_rows = [row for row in rows if row["day"] == today]
-    period = _by_model(rows)
     return {
         "today": today,
         "recent_calls": [] if user_id is None else recent_calls(user_id=user_id),
         "today_by_model": _by_model(today_rows),
+        **_period_by_model(rows, day_list, whose=""),
+    }
+
+
+def _period_by_model(rows: list[dict], day_list: list[dt.date], *, whose: str) -> dict:
+    """The period's totals by model and its two charts (tokens and cost per day by model)."""
+    period = _by_model(rows)
+    days = len(day_list)
+    return {
         "period_by_model": period,
         "period_tokens": sum(e["tokens"] for e in period),
         "period_cost_usd": sum((e["cost_usd"] for e in period), Decimal(0)),
         "tokens_chart": charts.stacked_columns(
-            title=f"Tokens per day by model, last {days} days",
+            title=f"{whose}tokens per day by model, last {days} days".capitalize(),
             days=day_list,
             series=_series(rows, day_list, "tokens"),
             fmt=charts.format_tokens,
         ),
         "cost_chart": charts.stacked_columns(
-            title=f"Cost per day by model, last {days} days",
+            title=f"{whose}cost per day by model, last {days} days".capitalize(),
             days=day_list,
             series=_series(rows, day_list, "cost_micros"),
             fmt=charts.format_usd_micros,
@@ -173,28 +181,13 @@ def team_usage_report(*, team_id: int, now: dt.datetime | None = None, days: int
     period_members = _with_usd(
         selectors.team_usage_by_member(team_id=team_id, since=day_list[0], until=today)
     )
-    period = _by_model(rows)
     return {
         "today": today,
         "days": days,
         "today_by_member": _member_rows(memberships, today_members),
         "today_by_model": _by_model([row for row in rows if row["day"] == today]),
         "period_by_member": period_members,
-        "period_by_model": period,
-        "period_tokens": sum(e["tokens"] for e in period),
-        "period_cost_usd": sum((e["cost_usd"] for e in period), Decimal(0)),
-        "tokens_chart": charts.stacked_columns(
-            title=f"Team tokens per day by model, last {days} days",
-            days=day_list,
-            series=_series(rows, day_list, "tokens"),
-            fmt=charts.format_tokens,
-        ),
-        "cost_chart": charts.stacked_columns(
-            title=f"Team cost per day by model, last {days} days",
-            days=day_list,
-            series=_series(rows, day_list, "cost_micros"),
-            fmt=charts.format_usd_micros,
-        ),
+        **_period_by_model(rows, day_list, whose="team "),
         "members_chart": charts.horizontal_bars(
             title=f"Tokens by member, last {days} days",
             items=[
