@@ -26,10 +26,12 @@ import urllib.request
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
+from django.db.models import Q
 from django.utils import timezone
 from django_tasks import task
 
 from budgets.models import Alert, TeamMembership
+from budgets.store import sync_store
 
 logger = logging.getLogger(__name__)
 
@@ -215,5 +217,46 @@ def alerts_resend(*, alert_ids: list[int]) -> int:
         }
         if Delivery.PENDING in statuses:
             alert_deliver.enqueue(alert.pk, attempts)
+            count += 1
+    return count
+
+
+REDELIVER_KEY = "budgets:alert-redeliver:{alert_id}"
+
+
+def stuck_after_seconds() -> float:
+    """How long an alert may stay pending before it counts as stuck: the whole webhook retry
+    schedule (every backoff at its longest jitter) plus five minutes for a busy queue."""
+    schedule = settings.ALERTS_RETRY_SECONDS * (2 ** (settings.ALERTS_MAX_ATTEMPTS - 1) - 1)
+    return schedule * (1 + JITTER) + 300
+
+
+def alerts_redeliver_stuck(*, now: dt.datetime | None = None) -> int:
+    """Enqueue delivery again for alerts a crash left pending; returns how many.
+
+    Two crashes leave an alert pending with no task to finish it: the process that recorded
+    it died before its after-commit enqueue, or a worker died between claiming a webhook
+    attempt and posting it (its re-run is then stale). The worker's periodic sweep
+    (chat/worker.py) calls this. An alert pending longer than its whole retry schedule is
+    enqueued again at the attempt it stands at, at most once per schedule (a Redis marker),
+    from the last two days only. That never sends twice: the e-mail is claimed once (one
+    claimed but never sent stays unsent: at most once), and of two runs for one webhook
+    attempt only one posts.
+    """
+    now = now or timezone.now()
+    horizon = stuck_after_seconds()
+    stuck = Alert.objects.filter(
+        Q(email_status=Delivery.PENDING, email_sent_at__isnull=True)
+        | Q(webhook_status=Delivery.PENDING),
+        created_at__lt=now - dt.timedelta(seconds=horizon),
+        created_at__gte=now - dt.timedelta(days=2),
+    ).values_list("pk", "webhook_attempts")
+    client = sync_store().client
+    count = 0
+    for alert_id, attempts in stuck:
+        marker = REDELIVER_KEY.format(alert_id=alert_id)
+        if client.set(marker, "1", nx=True, px=int(horizon * 1000)):
+            logger.warning("budgets: alert %s was left pending; delivering it again", alert_id)
+            alert_deliver.enqueue(alert_id, attempts)
             count += 1
     return count

@@ -6,7 +6,9 @@ Here each worker keeps a key in Redis with a short lifetime (TASKS_WORKER_HEARTB
 refreshed by a daemon thread. A recovery sweep, run at start and then every heartbeat period
 by whichever worker takes a Redis lock for that period, puts RUNNING tasks whose last worker
 has no heartbeat back to READY, so another worker runs them again; after TASKS_MAX_ATTEMPTS
-claims the task is marked FAILED instead (a task that kills its worker must not loop).
+claims the task is marked FAILED instead (a task that kills its worker must not loop). The
+same sweep re-enqueues budget alerts a crash left pending with no task to deliver them
+(budgets.tasks.alerts_redeliver_stuck).
 
 So a task may run more than once: every task must be idempotent (re-running one that already
 took effect does nothing more), and may look at `context.attempt` to know it is a retry.
@@ -36,6 +38,8 @@ from django.utils.crypto import get_random_string
 from django_tasks import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker as DatabaseWorker
 from django_tasks_db.models import DBTaskResult
+
+from budgets.tasks import alerts_redeliver_stuck
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +130,7 @@ class Worker(DatabaseWorker):
         requeued, failed = tasks_recover(client=self.redis, grace=self.heartbeat_seconds)
         if requeued or failed:
             logger.info("recovery: %d task(s) queued again, %d failed", requeued, failed)
+        alerts_redeliver_stuck()  # alerts a crash left with no task to deliver them
 
     def _keep_alive(self) -> None:
         """The daemon thread: beat three times per lifetime, sweep once per lifetime."""

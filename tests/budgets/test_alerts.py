@@ -8,6 +8,7 @@ test_alerts_delivery.py.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -252,3 +253,34 @@ def test_the_admin_lists_the_alert_history_and_resends_failed_deliveries(client,
     )
     [task] = DBTaskResult.objects.filter(queue_name="alerts")
     assert task.args_kwargs["args"] == [failed.pk, 0]  # the sent one is left alone
+
+
+def test_alerts_a_crash_left_pending_are_enqueued_again_once_per_retry_schedule(settings):
+    """No task finishes them: the enqueue after commit never happened, or a worker died
+    between claiming webhook attempt 2 and posting it."""
+    from budgets.tasks import alerts_redeliver_stuck, stuck_after_seconds
+
+    settings.ALERTS_RETRY_SECONDS = 1.0
+    settings.ALERTS_MAX_ATTEMPTS = 3  # schedule 1 + 2 s, +20% jitter, + 300 s: 303.6 s
+    assert stuck_after_seconds() == pytest.approx(303.6)
+    now = timezone.now()
+    today = budget_day(now)
+
+    def alert(threshold: int, age_s: float, **fields) -> Alert:
+        return Alert.objects.create(
+            kind="team", scope="team:9", day=today, threshold=threshold, subject="s", message="m",
+            created_at=now - dt.timedelta(seconds=age_s), **fields,
+        )  # fmt: skip
+
+    never_enqueued = alert(80, 400)
+    lost_attempt = alert(90, 400, email_status="sent", webhook_attempts=2)
+    alert(95, 100)  # pending, but its retries may still be under way
+    alert(99, 400, email_status="sent", webhook_status="sent")  # delivered
+    alert(100, 400, email_status="pending", email_sent_at=now, webhook_status="skipped")
+
+    assert alerts_redeliver_stuck(now=now) == 2
+    enqueued = sorted(
+        tuple(t.args_kwargs["args"]) for t in DBTaskResult.objects.filter(queue_name="alerts")
+    )
+    assert enqueued == [(never_enqueued.pk, 0), (lost_attempt.pk, 2)]
+    assert alerts_redeliver_stuck(now=now) == 0  # not again within the schedule

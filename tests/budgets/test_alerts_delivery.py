@@ -287,3 +287,20 @@ def test_an_unreachable_webhook_schedules_the_next_attempt_with_backoff(settings
     # The same attempt run again (a worker died after enqueueing the retry) posts nothing.
     assert alert_deliver.call(alert.pk, 0) == "email skipped, webhook stale"
     assert Alert.objects.get(pk=alert.pk).webhook_attempts == 1
+
+
+def test_a_worker_starting_up_delivers_an_alert_a_crash_left_pending(start_worker):
+    """A worker died after claiming webhook attempt 1 and before posting it: nothing would
+    ever post again, but the next worker's sweep (at start) finds the alert and finishes it."""
+    stuck = Alert.objects.create(
+        kind="provider", scope="provider:openai", day=timezone.localdate(), threshold=80,
+        subject="OpenAI at 80%", message="OpenAI has used 80% of its cap.",
+        email_status="skipped", webhook_attempts=1,
+        created_at=timezone.now() - dt.timedelta(hours=1),
+    )  # fmt: skip
+    with Receiver() as receiver:
+        start_worker(receiver, ALERTS_MAX_ATTEMPTS="3")
+        wait_until(lambda: Alert.objects.get(pk=stuck.pk).webhook_status == "sent", timeout=30)
+        assert [call["text"] for call in receiver.calls] == ["OpenAI has used 80% of its cap."]
+    stuck.refresh_from_db()
+    assert stuck.webhook_attempts == 2
