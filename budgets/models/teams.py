@@ -75,8 +75,8 @@ class TeamMembership(models.Model):
     """A user in a team, as a member or a team admin, with an optional cap of their own."""
 
     class Role(models.TextChoices):
-        MEMBER = "member"
-        ADMIN = "admin", "team admin"
+        MEMBER = "member", "Member"
+        ADMIN = "admin", "Team admin"
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
