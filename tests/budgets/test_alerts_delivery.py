@@ -17,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -27,6 +29,7 @@ from budgets.models import Alert, ProviderCap, Team, TeamMembership
 from budgets.services import budget_settle
 from budgets.store import aclose_stores
 from budgets.tasks import alert_deliver
+from chat.worker import SWEEP_LOCK_KEY
 from tests.budgets.helpers import reserve
 from tests.conftest import live_env
 from tests.workers import TaskWorker, wait_until
@@ -298,8 +301,13 @@ def test_a_worker_starting_up_delivers_an_alert_a_crash_left_pending(start_worke
         email_status="skipped", webhook_attempts=1,
         created_at=timezone.now() - dt.timedelta(hours=1),
     )  # fmt: skip
+    # The sweep runs once per heartbeat period in one worker, under a lock that an earlier
+    # test's worker may still hold: clear it, and sweep every second.
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(SWEEP_LOCK_KEY)
+    client.close()
     with Receiver() as receiver:
-        start_worker(receiver, ALERTS_MAX_ATTEMPTS="3")
+        start_worker(receiver, ALERTS_MAX_ATTEMPTS="3", TASKS_WORKER_HEARTBEAT_SECONDS="1")
         wait_until(lambda: Alert.objects.get(pk=stuck.pk).webhook_status == "sent", timeout=30)
         assert [call["text"] for call in receiver.calls] == ["OpenAI has used 80% of its cap."]
     stuck.refresh_from_db()
