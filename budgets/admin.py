@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.template.response import TemplateResponse
 
+from budgets.admin_base import ReadOnlyAdminMixin
 from budgets.forms import GrantExtraTokensForm
 from budgets.models import MICROS_PER_USD, Plan, Quota, UsageDashboard, UsageRecord
 from budgets.reports import teams_today_report, top_users_report, usage_report
@@ -181,7 +182,7 @@ class UserAdmin(_base_user_admin):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger: read-only, with totals over the filtered rows."""
 
     date_hierarchy = "created_at"
@@ -220,15 +221,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def cost(self, obj: UsageRecord) -> str:
         return f"{obj.cost_usd:.6f}"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None) or {}
@@ -246,7 +238,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageDashboard)
-class UsageDashboardAdmin(admin.ModelAdmin):
+class UsageDashboardAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """A page, not a table: charts of the last 30 days, today's top users, teams and providers."""
 
     def has_view_permission(self, request, obj=None):
@@ -254,15 +246,6 @@ class UsageDashboardAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from budgets.admin_base import ReadOnlyAdminMixin
 from budgets.models import Alert
 from budgets.tasks import alerts_resend
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "kind",
@@ -51,15 +52,6 @@ class AlertAdmin(admin.ModelAdmin):
         for entry in self.fields:
             flat += list(entry) if isinstance(entry, tuple) else [entry]
         return flat
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Deliver the selected alerts again (failed or not yet sent)")
     def resend(self, request, queryset):

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from budgets.management.arguments import usd_amount, whole_number
 from budgets.models import Plan
 from budgets.selectors import limits_for_quota
 from budgets.services.quotas import quota_update
@@ -18,24 +19,11 @@ NOT_GIVEN = object()  # tells an option left out from one cleared with 'plan'
 
 
 def _whole(text: str) -> int | None:
-    if text == INHERIT:
-        return None
-    try:
-        return int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise CommandError(f"{text!r} is not a whole number.") from None
+    return None if text == INHERIT else whole_number(text)
 
 
 def _usd(text: str) -> Decimal | None:
-    if text == INHERIT:
-        return None
-    try:
-        value = Decimal(text.lstrip("$").replace(",", ""))
-    except InvalidOperation:
-        raise CommandError(f"{text!r} is not an amount of US dollars (e.g. 2.50).") from None
-    if not value.is_finite():
-        raise CommandError(f"{text!r} is not an amount of US dollars (e.g. 2.50).")
-    return value
+    return None if text == INHERIT else usd_amount(text)
 
 
 class Command(BaseCommand):

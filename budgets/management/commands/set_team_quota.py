@@ -8,12 +8,13 @@ anything is saved: a refusal changes nothing.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from budgets.management.arguments import usd_amount, whole_number
 from budgets.models import Team, TeamMembership
 from budgets.services.teams import UNSET, team_set_quota
 
@@ -21,10 +22,7 @@ NONE = "none"
 
 
 def _whole(text: str) -> int:
-    try:
-        return int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise CommandError(f"{text!r} is not a whole number of tokens.") from None
+    return whole_number(text, unit=" of tokens")
 
 
 def _cap(text: str) -> int | None:
@@ -32,15 +30,7 @@ def _cap(text: str) -> int | None:
 
 
 def _usd(text: str) -> Decimal | None:
-    if text.lower() == NONE:
-        return None
-    try:
-        value = Decimal(text.lstrip("$").replace(",", ""))
-    except InvalidOperation:
-        raise CommandError(f"{text!r} is not an amount of US dollars (e.g. 2.50).") from None
-    if not value.is_finite():
-        raise CommandError(f"{text!r} is not an amount of US dollars (e.g. 2.50).")
-    return value
+    return None if text.lower() == NONE else usd_amount(text)
 
 
 def _problems(exc: ValidationError) -> str:
