@@ -48,14 +48,19 @@ def sandbox_server():
         yield server
 
 
+def point_providers_at(settings, server):
+    """Both SDKs at a sandbox through their base URLs, as `make run` does; returns it."""
+    settings.ANTHROPIC_API_KEY = "sk-ant-test"
+    settings.ANTHROPIC_BASE_URL = server.base_url
+    settings.OPENAI_API_KEY = "sk-test"
+    settings.OPENAI_BASE_URL = server.base_url + "/v1"
+    return server
+
+
 @pytest.fixture
 def providers(settings, sandbox_server):
     """Point both SDKs at the sandbox through their base URLs, as `make run` does."""
-    settings.ANTHROPIC_API_KEY = "sk-ant-test"
-    settings.ANTHROPIC_BASE_URL = sandbox_server.base_url
-    settings.OPENAI_API_KEY = "sk-test"
-    settings.OPENAI_BASE_URL = sandbox_server.base_url + "/v1"
-    return sandbox_server
+    return point_providers_at(settings, sandbox_server)
 
 
 @pytest.fixture

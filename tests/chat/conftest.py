@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.server import SandboxServer
+from tests.conftest import point_providers_at
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,4 @@ def traced_sandbox() -> Iterator[SandboxServer]:
 @pytest.fixture
 def traced(settings, traced_sandbox):
     """Both SDKs pointed at the recording sandbox: what was sent, or that nothing was."""
-    settings.ANTHROPIC_API_KEY = "sk-ant-test"
-    settings.ANTHROPIC_BASE_URL = traced_sandbox.base_url
-    settings.OPENAI_API_KEY = "sk-test"
-    settings.OPENAI_BASE_URL = traced_sandbox.base_url + "/v1"
-    return traced_sandbox
+    return point_providers_at(settings, traced_sandbox)
